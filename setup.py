@@ -7,7 +7,7 @@ cfg = ConfigParser(delimiters=["="])
 cfg.read("settings.ini", encoding="utf-8")
 cfg = cfg["DEFAULT"]
 
-licenses = {"apache2": ("Apache Software License 2.0", "OSI Approved :: Apache Software License")}
+licenses = {"apache2": "Apache-2.0"}  # SPDX expression
 statuses = ["1 - Planning", "2 - Pre-Alpha", "3 - Alpha", "4 - Beta", "5 - Production/Stable", "6 - Mature", "7 - Inactive"]
 lic = licenses[cfg["license"]]
 requirements = shlex.split(cfg.get("requirements", ""))
@@ -17,7 +17,7 @@ console_scripts = shlex.split(cfg.get("console_scripts", ""))
 setuptools.setup(
     name=cfg["lib_name"].replace("_", "-"),
     version=cfg["version"],
-    license=lic[0],
+    license=lic,
     description=cfg["description"],
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
@@ -30,7 +30,6 @@ setuptools.setup(
         "Development Status :: " + statuses[int(cfg["status"])],
         "Intended Audience :: " + cfg["audience"].title(),
         "Natural Language :: " + cfg["language"].title(),
-        "License :: " + lic[1],
         "Programming Language :: Python :: 3",
     ],
     packages=setuptools.find_packages(include=[cfg["lib_name"], cfg["lib_name"] + ".*"]),

@@ -1,0 +1,143 @@
+"Tests of music_vae_nb.cluster: hand-computed scores, the noise rule, k choice and the by-id join."
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import make_blobs
+
+from music_vae_nb.cluster import (ALGORITHMS, DENSITY, baseline_rows, baseline_scores, choose_k, cluster,
+                                  contingency, evaluate_embedding, external_scores, internal_scores, knee_eps,
+                                  n_clusters, noise_as_singletons)
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    Z, y = make_blobs(n_samples=150, centers=3, n_features=4, cluster_std=0.5, random_state=3)
+    return Z, y
+
+
+@pytest.fixture(scope="module")
+def blobs_with_outliers(blobs):
+    Z, y = blobs
+    out = np.random.default_rng(1).uniform(Z.min() - 10, Z.max() + 10, size=(10, Z.shape[1]))
+    return np.vstack([Z, out]), np.r_[y, np.full(10, -9)]
+
+
+def test_purity_and_hungarian_acc_by_hand():
+    # clusters {a,a} and {a,a,b,c}: purity (2+2)/6; acc: a->0 (2) + b->1 (1) = 3/6
+    e = external_scores(list("aaaabc"), [0, 0, 1, 1, 1, 1])
+    assert e["purity"] == pytest.approx(4 / 6)
+    assert e["acc"] == pytest.approx(3 / 6)
+    # one extra cluster that cannot be matched
+    assert external_scores([0, 0, 0, 1, 1, 1], [0, 0, 1, 2, 2, 2])["acc"] == pytest.approx(5 / 6)
+
+
+def test_nmi_ari_known_cases():
+    assert external_scores(list("aabbcc"), [2, 2, 0, 0, 1, 1]) == dict(nmi=1.0, ari=1.0, purity=1.0, acc=1.0)
+    e = external_scores([0, 0, 1, 1], [0, 1, 0, 1])
+    assert e["nmi"] == pytest.approx(0.0, abs=1e-12)
+    assert e["ari"] == pytest.approx(-0.5)
+
+
+def test_noise_is_never_a_cluster():
+    # if noise were a cluster everything would be perfect; here noise points are errors / singletons
+    e = external_scores([0, 0, 1, 1], [-1, -1, 0, 0])
+    assert e["purity"] == pytest.approx(0.5) and e["acc"] == pytest.approx(0.5)
+    assert e["nmi"] == pytest.approx(0.8)          # 2 ln2 / (ln2 + 1.5 ln2)
+    assert e["ari"] == pytest.approx(4 / 7)
+    assert list(noise_as_singletons([-1, 0, -1, 1])) == [2, 0, 3, 1]
+    assert n_clusters([-1, -1, 0, 1, 1]) == 2
+
+
+@pytest.mark.parametrize("alg", DENSITY)
+def test_density_noise_fraction(alg, blobs_with_outliers):
+    Z, y = blobs_with_outliers
+    lab = cluster(Z, alg, random_state=0)
+    assert n_clusters(lab) == 3
+    assert (lab[y == -9] == -1).mean() >= 0.9
+    s = internal_scores(Z, lab)
+    assert s["noise_fraction"] == pytest.approx((lab == -1).mean())
+    e = external_scores(y, lab)
+    # all non-noise points are perfectly clustered: acc = purity = share of non-noise points
+    # (the outliers' own "class" -9 has no cluster, so it is never matched)
+    assert e["acc"] == pytest.approx(1 - s["noise_fraction"] - ((lab >= 0) & (y == -9)).mean())
+
+
+def test_internal_scores_exclude_noise(blobs):
+    Z, y = blobs
+    base = internal_scores(Z, y)
+    Zn = np.vstack([Z, np.full((3, Z.shape[1]), 100.0)])
+    with_noise = internal_scores(Zn, np.r_[y, -1, -1, -1])
+    assert with_noise["silhouette"] == pytest.approx(base["silhouette"])
+    assert with_noise["noise_fraction"] == pytest.approx(3 / 153)
+    assert np.isnan(internal_scores(Z, np.zeros(len(Z), int))["silhouette"])
+
+
+@pytest.mark.parametrize("alg", list(ALGORITHMS))
+def test_choose_k_finds_three_blobs(alg, blobs, blobs_with_outliers):
+    Z = blobs_with_outliers[0] if alg in DENSITY else blobs[0]
+    k, sweep = choose_k(Z, alg, random_state=0)
+    assert k == 3
+    assert len(sweep) >= 1
+
+
+def test_unknown_algorithm(blobs):
+    with pytest.raises(KeyError, match="unknown algorithm"):
+        cluster(blobs[0], "kmedoids", k=3)
+
+
+def test_baselines():
+    b = baseline_scores(list("aaabbc"), seed=0)
+    assert b["majority"] == dict(nmi=0.0, ari=0.0, purity=0.5, acc=0.5)
+    assert b["random"] == baseline_scores(list("aaabbc"), seed=0)["random"]
+
+
+def test_contingency_has_noise_column():
+    t = contingency(list("aabbc"), [1, 1, 0, -1, 0])
+    assert list(t.columns) == ["0", "1", "noise"]
+    assert t.loc["b", "noise"] == 1
+
+
+def _toy(y):
+    ids = [f"id{i:04d}" for i in range(len(y))]
+    coll = np.array(["bach", "trecento", "monteverdi"])[y]
+    mode = np.where(np.arange(len(y)) % 3 == 0, "major", "minor").astype(object)
+    mode[5] = ""                                     # a missing label value
+    man = pd.DataFrame({"collection": coll, "mode": mode, "mode_source": "x"}, index=pd.Index(ids, name="id"))
+    return ids, SimpleNamespace(name="toy", manifest=man, labels=["collection", "mode", "mode_source"],
+                                primary_label="collection")
+
+
+def test_evaluate_embedding_joins_by_id(blobs):
+    Z, y = blobs
+    ids, ds = _toy(y)
+    perm = np.random.default_rng(7).permutation(len(ids))
+    rows = pd.DataFrame(evaluate_embedding(Z[perm], [ids[i] for i in perm], ds, "pca", "audio", 0, "test",
+                                           algorithms=("kmeans", "dbscan")))
+    v = rows.set_index(["algorithm", "k_rule", "label", "metric"]).value
+    assert v["kmeans", "n_classes", "collection", "nmi"] == pytest.approx(1.0)
+    assert v["kmeans", "silhouette", "collection", "acc"] == pytest.approx(1.0)
+    assert set(rows.label) == {"", "collection", "mode"}          # mode_source is bookkeeping, not scored
+    assert rows.query("label == 'mode' and k_rule == 'n_classes'").k.unique().tolist() == [2]
+    assert rows.query("algorithm == 'dbscan'").k_rule.unique().tolist() == ["density"]
+    # positional join (ids shuffled, Z not) destroys the score
+    bad = pd.DataFrame(evaluate_embedding(Z, [ids[i] for i in perm], ds, "pca", "audio", 0, "test"))
+    assert bad.query("label == 'collection' and metric == 'nmi'").value.max() < 0.1
+    with pytest.raises(KeyError):
+        evaluate_embedding(Z[:2], ["nope", ids[0]], ds, "pca", "audio", 0, "test")
+
+
+def test_baseline_rows_skip_missing(blobs):
+    ids, ds = _toy(blobs[1])
+    br = pd.DataFrame(baseline_rows(ids, ds, seed=0, split="test"))
+    maj = br.query("model == 'majority' and label == 'mode' and metric == 'acc'").value.item()
+    known = [m for m in ds.manifest["mode"] if m]
+    assert maj == pytest.approx(max(known.count("major"), known.count("minor")) / len(known))
+
+
+def test_knee_eps_between_blob_and_outliers(blobs_with_outliers):
+    Z, y = blobs_with_outliers
+    from music_vae_nb.cluster import k_distance
+    eps = knee_eps(Z)
+    assert np.median(k_distance(Z[y != -9])) < eps < np.sort(k_distance(Z))[-10:].min()
