@@ -1,0 +1,123 @@
+"Fast checks of the trainer: resume equality, NaN guard, embed = posterior mean, data by id (helper C)."
+import warnings
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from music_vae_nb.core import seed_everything
+from music_vae_nb.models import VAE, MultiModalVAE, PCAEmbedder
+from music_vae_nb.train import MultiModalData, TrainConfig, embed, fit_embed, fit_model, toy_data
+
+
+@pytest.fixture(scope="module")
+def split():
+    data, y = toy_data(200, {"audio": 10, "lyrics": 8}, missing={"lyrics": 0.3}, seed=0)
+    return data.take(data.ids[:160]), data.take(data.ids[160:])
+
+
+def _model(seed=1):
+    seed_everything(seed)
+    return MultiModalVAE({"audio": 10, "lyrics": 8}, latent_dim=3, hidden=(16,), fusion="poe")
+
+
+def _cfg(**kw):
+    return TrainConfig(**{**dict(epochs=4, batch_size=32, kl_warmup_epochs=2, patience=5, progress=False), **kw})
+
+
+def test_resume_equals_uninterrupted(split, tmp_path):
+    train, valid = split
+    m4 = _model(); h4 = fit_model(m4, train, valid, _cfg())
+    fit_model(_model(), train, valid, _cfg(epochs=2, checkpoint_dir=tmp_path))
+    m22 = _model(); h22 = fit_model(m22, train, valid, _cfg(checkpoint_dir=tmp_path))
+    assert h22.attrs["resumed_from"] == 2
+    pd.testing.assert_frame_equal(h4.drop(columns="seconds"), h22.drop(columns="seconds"))
+    for (k, a), b in zip(m4.state_dict().items(), m22.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
+def test_finished_run_is_not_retrained(split, tmp_path):
+    train, valid = split
+    h = fit_model(_model(), train, valid, _cfg(checkpoint_dir=tmp_path))
+    h2 = fit_model(_model(), train, valid, _cfg(checkpoint_dir=tmp_path))
+    assert h2.attrs["resumed_from"] == 4
+    pd.testing.assert_frame_equal(h, h2)
+
+
+def test_foreign_checkpoint_is_ignored(split, tmp_path):
+    train, valid = split
+    fit_model(_model(), train, valid, _cfg(epochs=1, checkpoint_dir=tmp_path))
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        h = fit_model(_model(), train, valid, _cfg(epochs=1, lr=5e-3, checkpoint_dir=tmp_path))
+    assert h.attrs["resumed_from"] == 0 and any("another run" in str(x.message) for x in w)
+
+
+def test_same_seed_same_run(split):
+    train, valid = split
+    a, b = _model(), _model()
+    ha, hb = fit_model(a, train, valid, _cfg()), fit_model(b, train, valid, _cfg())
+    pd.testing.assert_frame_equal(ha.drop(columns="seconds"), hb.drop(columns="seconds"))
+
+
+class NaNAt(VAE):
+    "Its reconstruction becomes NaN from the 6th training batch on."
+    calls = 0
+    def decode(self, z, batch):
+        self.calls += self.training
+        r = super().decode(z, batch)
+        return {k: v * float("nan") for k, v in r.items()} if self.calls > 5 else r
+
+
+def test_nan_guard_names_epoch_and_term(split):
+    train, _ = split
+    seed_everything(0)
+    with pytest.raises(FloatingPointError, match=r"epoch 2, batch 0: term\(s\) \['recon_audio'\]"):
+        fit_model(NaNAt(10, 3, (16,), modality="audio"), train, None, _cfg(epochs=3, batch_size=32))
+
+
+def test_embed_is_posterior_mean_and_deterministic(split):
+    train, valid = split
+    m = _model(); fit_model(m, train, valid, _cfg(epochs=2))
+    Z1, Z2 = embed(m, valid), embed(m, valid)
+    assert Z1.shape == (40, 3) and Z1.dtype == np.float32
+    assert np.array_equal(Z1, Z2)
+    with torch.no_grad():
+        mu, _ = m.encode(valid.tensors())
+    assert np.allclose(Z1, mu.numpy(), atol=1e-6)
+    assert not m.training
+
+
+def test_history_columns_and_best_weights(split):
+    train, valid = split
+    m = _model(); h = fit_model(m, train, valid, _cfg(epochs=6))
+    assert {"epoch", "split", "beta", "total", "kl", "recon_audio", "recon_lyrics"} <= set(h.columns)
+    assert len(h) == 12
+    v = h[h.split == "valid"].set_index("epoch").total
+    best = h.attrs["best_epoch"]
+    assert v[best] == v.loc[2:].min()                 # best after the 2 warm-up epochs
+    from music_vae_nb.train import evaluate
+    assert evaluate(m, valid, 1.0)["total"] == pytest.approx(v[best], rel=1e-5)   # best weights restored
+
+
+def test_data_is_joined_by_id():
+    data = MultiModalData({"a": np.arange(6, dtype=np.float32).reshape(3, 2)}, ["x", "y", "z"],
+                          {"a": np.array([True, True, False])})
+    sub = data.take(["z", "x"])
+    assert sub.ids.tolist() == ["z", "x"]
+    assert sub.arrays["a"].tolist() == [[0, 0], [0, 1]]           # z is missing: zero row, mask False
+    assert sub.masks["a"].tolist() == [False, True]
+    with pytest.raises(KeyError, match="nope"):
+        data.take(["x", "nope"])
+
+
+def test_fit_embed_returns_ids_beside_latents():
+    data, y = toy_data(120, {"audio": 10}, seed=2)
+    ids = data.ids
+    r = fit_embed(lambda dims: VAE(dims["audio"], latent_dim=3, hidden=(16,)), data, ids[:80], ids[80:100],
+                  {"test": ids[100:], "all": ids}, _cfg(epochs=2))
+    assert r.Z["test"].shape == (20, 3) and r.ids["test"].tolist() == ids[100:].tolist()
+    assert r.Z["all"].shape == (120, 3)
+    assert np.allclose(r.Z["test"], r.Z["all"][100:], atol=1e-6)
+    p = fit_embed(PCAEmbedder(2), data, ids[:80], embed_ids={"test": ids[100:]})
+    assert p.history is None and p.Z["test"].shape == (20, 2)
