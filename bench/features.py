@@ -1,0 +1,123 @@
+"""Benchmark of the feature store (a script that measures and prints; not a test).
+
+    .venv/bin/python bench/features.py            # full default dataset (m21-vocal)
+    .venv/bin/python bench/features.py --quick    # the 40-clip quick subset
+
+Each configuration runs in its own subprocess with a fresh, temporary feature cache (the dataset's own cache
+is never touched), so times are cold unless stated and memory is that configuration's alone:
+
+  cold-2    every feature set, 2 workers: seconds and items/s per extractor group
+  cold-1    audio + MIDI, 1 worker (in process): the speed-up of 2 workers over 1
+  cached    the same call again on cold-2's cache: seconds (call only, and whole process incl. imports)
+  double-2  every feature set, 2 workers, on the dataset twice as large (manifest duplicated with new ids)
+
+Peak memory is the peak of the summed resident memory of the process tree (the process and its loky
+workers, sampled every 50 ms with psutil) and, for reference, the largest single process
+(getrusage RUSAGE_SELF / RUSAGE_CHILDREN after the workers are shut down).
+Targets: all sets cold < 3 min, 2 workers >= 1.6x one worker, cached rerun < 5 s, peak memory < 2 GB and
+not doubling on the doubled dataset.
+"""
+import argparse, json, os, resource, shutil, subprocess, sys, tempfile, time
+from pathlib import Path
+
+
+def child(args):
+    "Run one configuration; print a JSON line with the timings."
+    t_start = time.perf_counter()
+    from music_vae_nb.data import load_dataset, read_dataset
+    from music_vae_nb.features import compute_group, GROUPS
+    ds = read_dataset(args.root) if args.root else load_dataset(args.dataset, quick=args.quick)
+    out = {"items": len(ds.ids("all")), "groups": {}}
+    for g in args.groups.split(","):
+        t0 = time.perf_counter()
+        sets = compute_group(ds, g, n_jobs=args.jobs, cache_dir=args.cache, progress=False)
+        s = time.perf_counter() - t0
+        fs = sets[GROUPS[g][0]]
+        out["groups"][g] = {"seconds": s, "cached": fs.stats["cached"], "available": fs.n_available,
+                            "items_per_s": len(fs) / s}
+    from joblib.externals.loky import get_reusable_executor
+    get_reusable_executor().shutdown(wait=True)                      # reap the workers: their rusage counts
+    mb = lambda r: resource.getrusage(r).ru_maxrss / 1024
+    out.update(process_seconds=time.perf_counter() - t_start, max_rss_self_mb=mb(resource.RUSAGE_SELF),
+               max_rss_children_mb=mb(resource.RUSAGE_CHILDREN))
+    print("RESULT " + json.dumps(out), flush=True)
+
+
+def run(label, dataset, quick, groups, jobs, cache, root=None):
+    "Run a configuration in a subprocess, sampling the summed RSS of its process tree."
+    import psutil
+    cmd = [sys.executable, __file__, "--child", "--dataset", dataset, "--groups", groups, "--jobs", str(jobs),
+           "--cache", str(cache)] + (["--quick"] if quick else []) + (["--root", str(root)] if root else [])
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc, peak = psutil.Process(p.pid), 0
+    while p.poll() is None:
+        try:
+            rss = sum(q.memory_info().rss for q in [proc, *proc.children(recursive=True)])
+            peak = max(peak, rss)
+        except psutil.Error: pass
+        time.sleep(0.05)
+    out = p.stdout.read()
+    wall = time.perf_counter() - t0
+    line = [l for l in out.splitlines() if l.startswith("RESULT ")]
+    if p.returncode or not line: raise SystemExit(f"{label} failed (exit {p.returncode}):\n{out}")
+    r = json.loads(line[-1][7:]); r.update(label=label, wall=wall, peak_tree_mb=peak / 2**20)
+    return r
+
+
+def double_dataset(ds, root: Path):
+    "A copy of `ds`'s manifest with every item twice (second copy: new ids and groups), same files (absolute paths)."
+    import pandas as pd
+    from music_vae_nb.data import save_dataset
+    m = ds.manifest.reset_index()
+    for c in ("audio_path", "midi_path"):
+        m[c] = [str(Path(ds.root) / p) if p and not Path(p).is_absolute() else p for p in m[c]]
+    d = m.copy(); d["id"] = d["id"] + "#2"; d["group"] = d["group"] + "#2"
+    return save_dataset(root, pd.concat([m, d], ignore_index=True), ds.name + "-x2", ds.labels, ds.primary_label,
+                        info_columns=ds.info.get("info_columns", []))
+
+
+def main(args):
+    from music_vae_nb.data import load_dataset
+    ds = load_dataset(args.dataset, quick=args.quick)                  # build it first (not timed)
+    n = len(ds.ids("all"))
+    tmp = Path(tempfile.mkdtemp(prefix="bench-features-"))
+    all_groups, file_groups = "audio,midi,lyrics_tfidf,lyrics_minilm", "audio,midi"
+    try:
+        print(f"dataset {ds.name}: {n} items; {os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f}", flush=True)
+        runs = [run("cold-2", args.dataset, args.quick, all_groups, 2, tmp / "c2"),
+                run("cold-1", args.dataset, args.quick, file_groups, 1, tmp / "c1"),
+                run("cached", args.dataset, args.quick, all_groups, 2, tmp / "c2"),
+                run("double-2", args.dataset, args.quick, all_groups, 2, tmp / "cx2",
+                    root=double_dataset(ds, tmp / "x2").root)]
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    R = {r["label"]: r for r in runs}
+    print(f"\n{'config':9} {'items':>6} {'group':14} {'seconds':>8} {'items/s':>8} {'cached':>6}")
+    for r in runs:
+        for g, x in r["groups"].items():
+            print(f"{r['label']:9} {r['items']:>6} {g:14} {x['seconds']:8.2f} {x['items_per_s']:8.1f} {str(x['cached']):>6}")
+    print(f"\n{'config':9} {'wall s':>7} {'peak tree MB':>13} {'max proc MB':>12}")
+    for r in runs:
+        print(f"{r['label']:9} {r['wall']:7.1f} {r['peak_tree_mb']:13.0f} {max(r['max_rss_self_mb'], r['max_rss_children_mb']):12.0f}")
+    cold = sum(x["seconds"] for x in R["cold-2"]["groups"].values())
+    sp = {g: R["cold-1"]["groups"][g]["seconds"] / R["cold-2"]["groups"][g]["seconds"] for g in ("audio", "midi")}
+    f1 = sum(R["cold-1"]["groups"][g]["seconds"] for g in ("audio", "midi"))
+    f2 = sum(R["cold-2"]["groups"][g]["seconds"] for g in ("audio", "midi"))
+    cached = sum(x["seconds"] for x in R["cached"]["groups"].values())
+    ratio = R["double-2"]["peak_tree_mb"] / R["cold-2"]["peak_tree_mb"]
+    print(f"\nall sets cold, 2 workers:     {cold:7.1f} s   (target < 180 s)")
+    print(f"speed-up 2 workers over 1:    audio {sp['audio']:.2f}x, midi {sp['midi']:.2f}x, audio+midi {f1 / f2:.2f}x   (target >= 1.6x)")
+    print(f"cached rerun:                 {cached:7.2f} s in the call, {R['cached']['wall']:.1f} s whole process incl. imports   (target < 5 s)")
+    print(f"peak memory, process tree:    {R['cold-2']['peak_tree_mb']:.0f} MB; doubled dataset ({R['double-2']['items']} items): "
+          f"{R['double-2']['peak_tree_mb']:.0f} MB = {ratio:.2f}x   (target < 2048 MB, not doubling)")
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--dataset", default="m21-vocal"); ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--child", action="store_true"); ap.add_argument("--groups", default="")
+    ap.add_argument("--jobs", type=int, default=2); ap.add_argument("--cache", default=None)
+    ap.add_argument("--root", default=None)
+    a = ap.parse_args()
+    child(a) if a.child else main(a)
