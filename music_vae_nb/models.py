@@ -150,7 +150,7 @@ class PCAEmbedder:
 VAE_DEFAULTS = dict(hidden=(256, 128), dropout=0.1)
 "Architecture of the single-modality MLP VAE used by the notebooks (tuned on m21-vocal)."
 
-# %% ../nbs/02_medium.ipynb #5a80fab1
+# %% ../nbs/02_medium.ipynb #43dab8af
 class ConvTrunk(nn.Module):
     "Stride-2 convolutions over a `(H, W)` item, then a linear layer to `hidden[-1]` features."
     def __init__(self, dim, hidden: Sequence[int] = (256, 128), dropout: float = 0.1, channels: Sequence[int] = (16, 32, 32, 64)):
@@ -178,7 +178,7 @@ class ConvDecoder(nn.Module):
         self.ups = nn.Sequential(*ups)
     def forward(self, z): return self.ups(self.fc(z).view(-1, *self.start)).squeeze(1)
 
-# %% ../nbs/02_medium.ipynb #e69b3dcb
+# %% ../nbs/02_medium.ipynb #02b8f81c
 def trunk_for(dim, hidden=(256, 128), dropout=0.1, channels=(16, 32, 32, 64)) -> nn.Module:
     "An MLP trunk for a vector modality, a conv trunk for a 2-D one."
     return ConvTrunk(dim, hidden, dropout, channels) if len(as_shape(dim)) == 2 else MLPTrunk(dim, hidden, dropout)
@@ -197,7 +197,7 @@ class ConvVAE(VAE):
     def make_trunk(self): return ConvTrunk(self.dim, self.hidden, self.dropout, self.channels)
     def make_decoder(self): return ConvDecoder(self.dim, self.latent_dim, self.hidden, self.dropout, self.channels)
 
-# %% ../nbs/02_medium.ipynb #26a94cfe
+# %% ../nbs/02_medium.ipynb #19fdd3cc
 def poe(mus: torch.Tensor, logvars: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     "Product of the present Gaussian experts `(M, n, d)` and the standard normal prior: `(mu, logvar)`, `(n, d)`."
     m = masks[..., None]
@@ -215,14 +215,15 @@ def moe(mus: torch.Tensor, logvars: torch.Tensor, masks: torch.Tensor) -> tuple[
     var = torch.where(k > 0, (second - mu.pow(2)).clamp(min=1e-6), torch.ones_like(mu))
     return mu, var.log()
 
-# %% ../nbs/02_medium.ipynb #2ab40105
+# %% ../nbs/02_medium.ipynb #ad10303f
 class MultiModalVAE(LatentModel):
     "One encoder and decoder per modality (`dims`: name -> int or shape), fused by `poe`, `moe` or `concat`."
     def __init__(self, dims: Mapping[str, int | Sequence[int]], latent_dim: int = 16, fusion: str = "poe",
-                 hidden: Sequence[int] = (256, 128), dropout: float = 0.1, channels: Sequence[int] = (16, 32, 32, 64)):
+                 hidden: Sequence[int] = (256, 128), dropout: float = 0.1, channels: Sequence[int] = (16, 32, 32, 64),
+                 subsample: bool = True):
         if fusion not in ("poe", "moe", "concat"): raise ValueError(f"fusion must be poe, moe or concat, not {fusion!r}")
         super().__init__(latent_dim, list(dims))
-        self.fusion, self.dims = fusion, {m: as_shape(d) for m, d in dims.items()}
+        self.fusion, self.subsample, self.dims = fusion, subsample and fusion == "poe", {m: as_shape(d) for m, d in dims.items()}
         self.trunks = nn.ModuleDict({m: trunk_for(d, hidden, dropout, channels) for m, d in dims.items()})
         widths = {m: t.out_features for m, t in self.trunks.items()}
         if fusion == "concat": self.head = GaussianHead(sum(widths.values()) + len(dims), latent_dim)
@@ -243,25 +244,33 @@ class MultiModalVAE(LatentModel):
 
     def decode(self, z, batch=None): return {m: d(z) for m, d in self.decoders.items()}
 
-    def forward(self, batch):
-        if self.fusion != "moe": return super().forward(batch)
+    def views(self, batch) -> list[tuple]:
+        "The posteriors the loss averages over, as `(mu, logvar, weight per item)`, and the fused `(mu, logvar)`."
         mus, lvs, masks = self.experts(batch)
-        zs = reparameterize(mus, lvs) if self.training else mus
-        mu, logvar = moe(mus, lvs, masks)
-        return {"mu": mu, "logvar": logvar, "z": mu, "experts": (mus, lvs, masks),
-                "recon_experts": [self.decode(z) for z in zs], "recon": None if self.training else self.decode(mu)}
+        w = masks.to(mus.dtype) / masks.sum(0).clamp(min=1)             # each present expert's share, (M, n)
+        if self.fusion == "moe": return [(mus[j], lvs[j], w[j]) for j in range(len(mus))], moe(mus, lvs, masks)
+        joint = poe(mus, lvs, masks)                                     # PoE with sub-sampling (MVAE): the joint
+        singles = [(*poe(mus[j:j + 1], lvs[j:j + 1], masks[j:j + 1]), w[j] / 2) for j in range(len(mus))]
+        return [(*joint, torch.full_like(w[0], 0.5))] + singles, joint  # posterior and each expert with the prior
+
+    def forward(self, batch):
+        if self.fusion == "concat" or (self.fusion == "poe" and not self.subsample): return super().forward(batch)
+        views, (mu, logvar) = self.views(batch)
+        recons = [self.decode(reparameterize(m, l) if self.training else m) for m, l, _ in views]
+        return {"mu": mu, "logvar": logvar, "z": mu, "views": views, "recon_views": recons,
+                "recon": None if self.training else self.decode(mu)}
 
     def loss(self, batch, out, beta: float = 1.0):
-        if self.fusion != "moe": return super().loss(batch, out, beta)
-        mus, lvs, masks = out["experts"]
-        w = masks.to(mus.dtype) / masks.sum(0).clamp(min=1)          # weight of each present expert, (M, n)
-        avg = lambda v: torch.where(masks, w * v, torch.zeros_like(v)).sum(0)
-        terms = {f"recon_{m}": masked_mean(avg(torch.stack([recon_error(r[m], batch[m]) for r in out["recon_experts"]])),
+        if "views" not in out: return super().loss(batch, out, beta)
+        W = torch.stack([w for _, _, w in out["views"]])                  # (V, n)
+        avg = lambda v: torch.where(W > 0, W * v, torch.zeros_like(v)).sum(0)
+        terms = {f"recon_{m}": masked_mean(avg(torch.stack([recon_error(r[m], batch[m]) for r in out["recon_views"]])),
                                            batch["mask"][m]) for m in self.modalities}
-        kl = masked_mean(avg(kl_normal(mus, lvs) / self.latent_dim), masks.any(0))
+        kl = avg(torch.stack([kl_normal(m, l) for m, l, _ in out["views"]]) / self.latent_dim)
+        kl = masked_mean(kl, self.present(batch))
         return {"total": sum(terms.values()) + beta * kl, "kl": kl, **terms}
 
-# %% ../nbs/03_hard.ipynb #b49a4da7
+# %% ../nbs/03_hard.ipynb #6e7d7764
 class CVAE(MultiModalVAE):
     "Conditional multi-modal VAE: `MultiModalVAE` (concat fusion) whose encoder head and decoders also read a one-hot condition."
     def __init__(self, dims: Mapping[str, int | Sequence[int]], n_cond: int, latent_dim: int = 16,
