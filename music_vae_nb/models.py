@@ -150,10 +150,10 @@ class PCAEmbedder:
 VAE_DEFAULTS = dict(hidden=(256, 128), dropout=0.1)
 "Architecture of the single-modality MLP VAE used by the notebooks (tuned on m21-vocal)."
 
-# %% ../nbs/02_medium.ipynb #43dab8af
+# %% ../nbs/02_medium.ipynb #58ded117
 class ConvTrunk(nn.Module):
     "Stride-2 convolutions over a `(H, W)` item, then a linear layer to `hidden[-1]` features."
-    def __init__(self, dim, hidden: Sequence[int] = (256, 128), dropout: float = 0.1, channels: Sequence[int] = (16, 32, 32, 64)):
+    def __init__(self, dim, hidden: Sequence[int] = (256, 128), dropout: float = 0.1, channels: Sequence[int] = (8, 16, 32, 32)):
         super().__init__()
         H, W = as_shape(dim); f = 2 ** len(channels)
         if H % f or W % f: raise ValueError(f"ConvTrunk: shape {(H, W)} must be divisible by {f}")
@@ -167,7 +167,7 @@ class ConvTrunk(nn.Module):
 class ConvDecoder(nn.Module):
     "Latent code to a `(H, W)` item: a linear layer, then stride-2 transposed convolutions."
     def __init__(self, dim, latent_dim: int, hidden: Sequence[int] = (256, 128), dropout: float = 0.1,
-                 channels: Sequence[int] = (16, 32, 32, 64)):
+                 channels: Sequence[int] = (8, 16, 32, 32)):
         super().__init__()
         H, W = as_shape(dim); f = 2 ** len(channels); ch = list(channels)[::-1]
         self.start = (ch[0], H // f, W // f)
@@ -178,12 +178,12 @@ class ConvDecoder(nn.Module):
         self.ups = nn.Sequential(*ups)
     def forward(self, z): return self.ups(self.fc(z).view(-1, *self.start)).squeeze(1)
 
-# %% ../nbs/02_medium.ipynb #02b8f81c
-def trunk_for(dim, hidden=(256, 128), dropout=0.1, channels=(16, 32, 32, 64)) -> nn.Module:
+# %% ../nbs/02_medium.ipynb #0fdd0573
+def trunk_for(dim, hidden=(256, 128), dropout=0.1, channels=(8, 16, 32, 32)) -> nn.Module:
     "An MLP trunk for a vector modality, a conv trunk for a 2-D one."
     return ConvTrunk(dim, hidden, dropout, channels) if len(as_shape(dim)) == 2 else MLPTrunk(dim, hidden, dropout)
 
-def decoder_for(dim, latent_dim: int, hidden=(256, 128), dropout=0.1, channels=(16, 32, 32, 64)) -> nn.Module:
+def decoder_for(dim, latent_dim: int, hidden=(256, 128), dropout=0.1, channels=(8, 16, 32, 32)) -> nn.Module:
     "The decoder matching `trunk_for(dim)`."
     if len(as_shape(dim)) == 2: return ConvDecoder(dim, latent_dim, hidden, dropout, channels)
     return MLPDecoder(dim, latent_dim, hidden, dropout)
@@ -191,13 +191,13 @@ def decoder_for(dim, latent_dim: int, hidden=(256, 128), dropout=0.1, channels=(
 class ConvVAE(VAE):
     "VAE of one 2-D modality (log-mel spectrogram, piano roll) with a convolutional encoder and decoder."
     def __init__(self, dim=(64, 128), latent_dim: int = 16, hidden: Sequence[int] = (128,), dropout: float = 0.1,
-                 modality: str | None = None, channels: Sequence[int] = (16, 32, 32, 64)):
+                 modality: str | None = None, channels: Sequence[int] = (8, 16, 32, 32)):
         self.channels = tuple(channels)
         super().__init__(dim, latent_dim, hidden, dropout, modality)
     def make_trunk(self): return ConvTrunk(self.dim, self.hidden, self.dropout, self.channels)
     def make_decoder(self): return ConvDecoder(self.dim, self.latent_dim, self.hidden, self.dropout, self.channels)
 
-# %% ../nbs/02_medium.ipynb #19fdd3cc
+# %% ../nbs/02_medium.ipynb #34a5529e
 def poe(mus: torch.Tensor, logvars: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     "Product of the present Gaussian experts `(M, n, d)` and the standard normal prior: `(mu, logvar)`, `(n, d)`."
     m = masks[..., None]
@@ -215,11 +215,11 @@ def moe(mus: torch.Tensor, logvars: torch.Tensor, masks: torch.Tensor) -> tuple[
     var = torch.where(k > 0, (second - mu.pow(2)).clamp(min=1e-6), torch.ones_like(mu))
     return mu, var.log()
 
-# %% ../nbs/02_medium.ipynb #ad10303f
+# %% ../nbs/02_medium.ipynb #8601cead
 class MultiModalVAE(LatentModel):
     "One encoder and decoder per modality (`dims`: name -> int or shape), fused by `poe`, `moe` or `concat`."
     def __init__(self, dims: Mapping[str, int | Sequence[int]], latent_dim: int = 16, fusion: str = "poe",
-                 hidden: Sequence[int] = (256, 128), dropout: float = 0.1, channels: Sequence[int] = (16, 32, 32, 64),
+                 hidden: Sequence[int] = (256, 128), dropout: float = 0.1, channels: Sequence[int] = (8, 16, 32, 32),
                  subsample: bool = True):
         if fusion not in ("poe", "moe", "concat"): raise ValueError(f"fusion must be poe, moe or concat, not {fusion!r}")
         super().__init__(latent_dim, list(dims))
@@ -270,7 +270,7 @@ class MultiModalVAE(LatentModel):
         kl = masked_mean(kl, self.present(batch))
         return {"total": sum(terms.values()) + beta * kl, "kl": kl, **terms}
 
-# %% ../nbs/03_hard.ipynb #6e7d7764
+# %% ../nbs/03_hard.ipynb #58fdaf0f
 class CVAE(MultiModalVAE):
     "Conditional multi-modal VAE: `MultiModalVAE` (concat fusion) whose encoder head and decoders also read a one-hot condition."
     def __init__(self, dims: Mapping[str, int | Sequence[int]], n_cond: int, latent_dim: int = 16,

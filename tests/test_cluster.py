@@ -8,7 +8,7 @@ from sklearn.datasets import make_blobs
 
 from music_vae_nb.cluster import (ALGORITHMS, DENSITY, baseline_rows, baseline_scores, choose_k, cluster,
                                   contingency, evaluate_embedding, external_scores, internal_scores, knee_eps,
-                                  n_clusters, noise_as_singletons)
+                                  n_clusters)
 
 
 @pytest.fixture(scope="module")
@@ -41,12 +41,13 @@ def test_nmi_ari_known_cases():
 
 
 def test_noise_is_never_a_cluster():
-    # if noise were a cluster everything would be perfect; here noise points are errors / singletons
-    e = external_scores([0, 0, 1, 1], [-1, -1, 0, 0])
-    assert e["purity"] == pytest.approx(0.5) and e["acc"] == pytest.approx(0.5)
-    assert e["nmi"] == pytest.approx(0.8)          # 2 ln2 / (ln2 + 1.5 ln2)
-    assert e["ari"] == pytest.approx(4 / 7)
-    assert list(noise_as_singletons([-1, 0, -1, 1])) == [2, 0, 3, 1]
+    # rule: scores on the clustered points x the fraction clustered (noise counts as zero)
+    e = external_scores([0, 0, 1, 1, 0, 1], [0, 0, 1, 1, -1, -1])
+    assert all(v == pytest.approx(4 / 6) for v in e.values())
+    assert external_scores([0, 0, 1, 1], [-1, -1, -1, -1]) == dict(nmi=0.0, ari=0.0, purity=0.0, acc=0.0)
+    # all-noise must never beat a real clustering (the singleton convention gave NMI > 0 here)
+    y = np.repeat([0, 1], 50)
+    assert external_scores(y, np.full(100, -1))["nmi"] == 0.0
     assert n_clusters([-1, -1, 0, 1, 1]) == 2
 
 
@@ -59,9 +60,10 @@ def test_density_noise_fraction(alg, blobs_with_outliers):
     s = internal_scores(Z, lab)
     assert s["noise_fraction"] == pytest.approx((lab == -1).mean())
     e = external_scores(y, lab)
-    # all non-noise points are perfectly clustered: acc = purity = share of non-noise points
-    # (the outliers' own "class" -9 has no cluster, so it is never matched)
-    assert e["acc"] == pytest.approx(1 - s["noise_fraction"] - ((lab >= 0) & (y == -9)).mean())
+    # the clustered points are the blob points, perfectly clustered: every score = the fraction clustered
+    assert ((lab >= 0) & (y == -9)).sum() == 0
+    for m in ("nmi", "ari", "purity", "acc"):
+        assert e[m] == pytest.approx(1 - s["noise_fraction"])
 
 
 def test_internal_scores_exclude_noise(blobs):
