@@ -3,8 +3,8 @@
     .venv/bin/python bench/train.py                 # throughput table (synthetic data of the real shapes)
     .venv/bin/python bench/train.py --notebooks     # also: full-mode wall time of 01_easy and 02_medium (papermill)
 
-The bare loop is the same model, data, batch size and optimiser with nothing else: no validation pass, no
-checks, no history. The trainer's overhead is (trainer time - bare time) / bare time over the same epochs;
+The bare loop is the same model, data, batch size, optimiser and thread count with nothing else: no validation
+pass, no checks, no history, no progress bar. The trainer's overhead is (trainer time - bare time) / bare time over the same epochs;
 the target is < 20 %. Numbers are the best of `--repeats` runs, interleaved, after a warm-up.
 """
 import argparse, math, os, sys, tempfile, time
@@ -38,7 +38,7 @@ def bare_loop(model, data: MultiModalData, epochs: int, batch_size: int, lr: flo
 
 def trainer(model, train, valid, epochs, batch_size, checkpoint_dir=None) -> float:
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, patience=10**6, kl_warmup_epochs=1, progress=True,
-                      checkpoint_dir=checkpoint_dir)
+                      checkpoint_dir=checkpoint_dir, num_threads=torch.get_num_threads())
     t0 = time.perf_counter(); fit_model(model, train, valid, cfg); return time.perf_counter() - t0
 
 
@@ -78,7 +78,9 @@ if __name__ == "__main__":
     ap.add_argument("--epochs", type=int, default=5); ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=64); ap.add_argument("--notebooks", action="store_true")
     ap.add_argument("--only-notebooks", action="store_true")
+    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads for both loops (the trainer's default is 1)")
     a = ap.parse_args()
+    torch.set_num_threads(a.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cpus; "
           f"{N_TRAIN} train + {N_VALID} valid items, batch {a.batch_size}, {a.epochs} epochs, best of {a.repeats}")
     if not a.only_notebooks:
