@@ -74,6 +74,24 @@ def run(label, dataset, quick, groups, jobs, cache, root=None):
     return r
 
 
+def _spin(n: int) -> int:
+    "Pure-Python CPU work (~0.1 s): the control for how much parallelism the machine offers right now."
+    s = 0
+    for k in range(n): s += k
+    return s
+
+
+def control_speedup(n_items: int = 16) -> float:
+    "Speed-up of 2 workers over 1 on pure CPU work through `map_items` (2.0 on an idle 2-core machine)."
+    from music_vae_nb.features import map_items
+    list(map_items(_spin, [10] * 2, 2, progress=False))                  # start the workers
+    t = {}
+    for j in (1, 2):
+        t0 = time.perf_counter(); list(map_items(_spin, [3_000_000] * n_items, j, progress=False))
+        t[j] = time.perf_counter() - t0
+    return t[1] / t[2]
+
+
 def double_dataset(ds, root: Path):
     "A copy of `ds`'s manifest with every item twice (second copy: new ids and groups), same files (absolute paths)."
     import pandas as pd
@@ -96,6 +114,7 @@ def main(args):
     file_groups = "audio,midi"
     try:
         print(f"dataset {ds.name}: {n} items; {os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f}", flush=True)
+        c0 = control_speedup()
         runs = [run("cold-2", args.dataset, args.quick, all_groups, 2, tmp / "c2"),
                 run("cold-1", args.dataset, args.quick, file_groups, 1, tmp / "c1"),
                 run("cached", args.dataset, args.quick, all_groups, 2, tmp / "c2"),
@@ -118,7 +137,10 @@ def main(args):
     f2 = sum(R["cold-2"]["groups"][g]["seconds"] for g in ("audio", "midi"))
     cached = sum(x["seconds"] for x in R["cached"]["groups"].values())
     ratio = R["double-2"]["peak_tree_mb"] / R["cold-2"]["peak_tree_mb"]
+    c1 = control_speedup()
     print(f"\nload average at the end: {os.getloadavg()[0]:.1f} (other work on the machine slows every figure)")
+    print(f"control: pure-CPU speed-up of 2 workers over 1 = {c0:.2f}x before, {c1:.2f}x after the runs "
+          "(2.0x on an idle 2-core machine; lower means other processes hold the cores)")
     print(f"\nall sets cold, 2 workers:     {cold:7.1f} s   (target < 180 s)")
     print(f"speed-up 2 workers over 1:    audio {sp['audio']:.2f}x, midi {sp['midi']:.2f}x, audio+midi {f1 / f2:.2f}x   (target >= 1.6x)")
     print(f"cached rerun:                 {cached:7.2f} s in the call, {R['cached']['wall']:.1f} s whole process incl. imports   (target < 5 s)")
