@@ -1,69 +1,164 @@
-"Tests of music_vae_nb.report on a synthetic metrics table with known answers."
+"Tests of music_vae_nb.report on synthetic metrics tables whose answers are known."
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
 
-from music_vae_nb.report import (beta_of, beta_table, best_per_label, has_required_rows, make_report_html,
-                                 modality_table, quality_goals, seed_stability, seed_summary, synthetic_metrics,
-                                 t_interval)
+from music_vae_nb import report as R
 
 
 @pytest.fixture(scope="module")
-def S():
-    return seed_summary(synthetic_metrics())
+def M():
+    return R.synthetic_metrics()
+
+
+def test_fixture_has_every_metric_column(M):
+    cols = ["dataset", "notebook", "config", "model", "modalities", "features", "fusion", "beta", "latent_dim", "epochs",
+            "patience", "subsample", "condition", "repetition", "split_seed", "seed", "split", "subset", "algorithm", "k",
+            "k_rule", "label", "metric", "value"]
+    assert set(cols) <= set(M.columns)
+    assert sorted(M.repetition.unique()) == [0, 1, 2, 3, 4] and (M.split_seed == M.repetition).all()
 
 
 def test_t_interval():
-    lo, hi = t_interval([1.0, 3.0])
+    lo, hi = R.t_interval([1.0, 3.0])
     half = stats.t.ppf(0.975, 1) * np.std([1.0, 3.0], ddof=1) / np.sqrt(2)
     assert (lo, hi) == pytest.approx((2 - half, 2 + half))
-    assert np.isnan(t_interval([1.0])[0])
+    assert np.isnan(R.t_interval([1.0])[0])
 
 
-def test_seed_summary(S):
-    r = S.query("model == 'mm_vae_poe' and algorithm == 'kmeans' and label == 'collection' and metric == 'nmi'").iloc[0]
-    assert r["mean"] == pytest.approx(0.82) and r["n"] == 2 and r["ks"] == "3"
-    assert r["sd"] == pytest.approx(np.std([0.80, 0.84], ddof=1))
-    assert r["lo"] < 0.82 < r["hi"]
-    assert "seed" not in S.columns
+def test_summary_counts_identical_rows_once(M):
+    S = R.summarise(M)
+    pd.testing.assert_frame_equal(R.summarise(pd.concat([M, M, M])), S)
+    base = S[S.model == "random"]
+    assert (base.n == 5).all() and (base.notebook == "").all()     # recorded by two notebooks, kept once
+    r = S.query("config == 'vae-fused-b1' and algorithm == 'gmm' and label == 'style' and split == 'valid'").iloc[0]
+    assert r["mean"] == pytest.approx(.50) and r["n"] == 5 and r["lo"] < .50 < r["hi"]
 
 
-def test_best_modality_beta(S):
-    B = best_per_label(S, "nmi")
-    assert B.loc["collection", "model"] == "mm_vae_poe" and B.loc["collection", "random"] == pytest.approx(0.03)
-    T = modality_table(S)
-    assert T.modalities.tolist() == ["audio+lyrics+midi", "lyrics", "audio"] and T.fused.tolist() == [True, False, False]
-    assert beta_of("beta_vae_0.5") == 0.5 and np.isnan(beta_of("mm_vae_poe"))
-    BT = beta_table(S, "nmi")
-    assert list(BT.columns) == [0.5, 1.0, 4.0] and BT.loc["collection", 1.0] == pytest.approx(0.61)
+def test_summary_refuses_to_pool_different_trainings(M):
+    # two notebooks that train the same config but forget to say what differs (e.g. patience)
+    other = M[M.config == "vae-audio"].assign(value=lambda d: d.value + .05)
+    with pytest.raises(ValueError, match="differ in value"):
+        R.summarise(pd.concat([M, other]))
+    # once the key says what differs, both are kept apart
+    S = R.summarise(pd.concat([M, other.assign(patience=20)]))
+    assert len(S.query("config == 'vae-audio' and label == 'style' and split == 'test'")) == 2
 
 
-def test_quality_goals(S):
-    Q = quality_goals(S)
-    assert Q.value.tolist() == pytest.approx([0.82, 0.82 - 0.63, 0.82 - 0.50, 0.25 - 0.0, 0.72 - 0.58])
-    assert Q.met.tolist() == [True] * 5
-    # a stricter NMI goal is not met, and an empty table meets nothing
-    assert not quality_goals(S, nmi_goal=0.9).met.iloc[0]
-    assert quality_goals(S.iloc[:0]).met.tolist() == [False] * 5
-    assert has_required_rows(S) and not has_required_rows(S[S.model != "pca"])
+def test_numbers_and_text_keys_agree(M):
+    txt = M.astype(str)                                             # as read back from a CSV without types
+    txt["value"] = M["value"]
+    S1, S2 = R.summarise(M), R.summarise(txt)
+    assert len(S1) == len(S2) and np.allclose(S1["mean"], S2["mean"])
 
 
-def test_seed_stability_joins_by_id():
-    A = pd.DataFrame({"model": "vae", "modalities": "audio", "split": "test", "algorithm": "kmeans",
-                      "k_rule": "n_classes", "seed": [0] * 4 + [1] * 4,
-                      "id": list("abcd") + list("dcba"), "cluster": [0, 0, 1, 1] + [5, 5, 7, 7]})
-    st = seed_stability(A).iloc[0]
+def test_interval_widens_when_the_split_is_repeated():
+    rng = np.random.default_rng(1)
+    split_effect, seed_effect = rng.normal(0, .05, 6), rng.normal(0, .01, 6)
+    def table(split_seeds):
+        return pd.DataFrame([dict(config="c", model="vae", split="test", label="y", metric="ami", repetition=r,
+                                  split_seed=s, seed=r, value=.5 + split_effect[s] + seed_effect[r])
+                             for r, s in enumerate(split_seeds)])
+    w = lambda df: float(np.subtract(*R.summarise(df)[["hi", "lo"]].iloc[0]))
+    assert w(table(range(6))) > 2 * w(table([0] * 6))
+
+
+def test_selection_on_valid_not_on_test(M):
+    sel = R.select_on_valid(M, "style")
+    valid, oracle = sel.iloc[0], sel.iloc[1]
+    assert valid.selection == "valid" and oracle.selection == "oracle (test)"
+    assert (valid.config, valid.algorithm) == ("vae-fused-b1", "kmeans")
+    assert oracle.algorithm == "gmm" and oracle.test_mean > valid.test_mean   # test selection would pick another
+    assert valid.test_mean == pytest.approx(.55) and valid.test_lo < .55 < valid.test_hi
+
+
+def test_selection_on_a_table_built_to_disagree():
+    rows = []
+    for cfg, (v, t) in {"a": (.9, .1), "b": (.1, .9)}.items():
+        for split, m in (("valid", v), ("test", t)):
+            rows += [dict(config=cfg, model="vae", modalities="x", split=split, label="y", metric="ami", repetition=r,
+                          value=m + r / 100) for r in range(3)]
+    sel = R.select_on_valid(pd.DataFrame(rows), "y")
+    assert sel.config.tolist() == ["a", "b"] and sel.test_mean.iloc[0] == pytest.approx(.11)
+
+
+def test_paired_difference_and_verdict(M):
+    p = R.paired_difference(M, {"config": "vae-fused-b1", "algorithm": "kmeans"}, {"config": "pca-fused"}, "style")
+    assert p["diff"] == pytest.approx(.11) and p["n"] == 5 and p["verdict"] == "better"
+    assert len(p["diffs"]) == 5
+    q = R.paired_difference(M, {"config": "pca-fused"}, {"config": "vae-fused-b1", "algorithm": "kmeans"}, "style")
+    assert q["verdict"] == "worse" and q["diff"] == pytest.approx(-.11)
+    assert R.verdict(-.01, .02) == "not distinguishable"
+    with pytest.raises(ValueError, match="several rows"):
+        R.paired_difference(M, {"model": "vae"}, {"config": "pca-fused"}, "style")
+
+
+def test_group_bootstrap_resamples_groups():
+    rng = np.random.default_rng(2)
+    groups = np.repeat(np.arange(40), 8)
+    y = np.repeat(rng.integers(0, 4, 40), 8)
+    pred = np.where(np.repeat(rng.random(40) < .6, 8), y, (y + 1) % 4)
+    lo, hi = R.group_bootstrap(y, pred, groups, "ami", n_boot=60)
+    lo_i, hi_i = R.group_bootstrap(y, pred, np.arange(len(y)), "ami", n_boot=60)
+    assert lo < hi and (hi - lo) > 1.5 * (hi_i - lo_i)
+    assert R.group_bootstrap(y, y, groups, "ari", n_boot=10) == (1.0, 1.0)
+
+
+def test_findings_are_generic_and_follow_the_numbers(M):
+    F = R.finding_table(M, ["style", "era"], "style").set_index(["label", "question"])
+    assert F.loc[("style", "fusion"), "verdict"] == "better" and F.loc[("era", "fusion"), "verdict"] == "worse"
+    assert F.loc[("style", "beta"), "beta"] == "1"
+    # rename the labels and the models: same answers, no trace of the old names
+    M2 = M.assign(label=M.label.map({"style": "cluster", "era": "category"}))
+    sents = R.findings(M2, ["category", "cluster"], "cluster")
+    assert sents[0].startswith("cluster:") and not any("style" in s or "era:" in s for s in sents)
+    # with a fused model that is no better than its best single modality, the verdict changes
+    M3 = M.copy()
+    sel = (M3.config == "vae-lyrics") & (M3.label == "style")
+    M3.loc[sel, "value"] += .14
+    F3 = R.finding_table(M3, ["style"], "style").set_index("question")
+    assert F3.loc["fusion", "verdict"] == "not distinguishable"
+
+
+def test_no_default_corpus_label_in_the_module():
+    import inspect
+    src = inspect.getsource(R)
+    for word in ("collection", "\"mode\"", "'mode'", "language", "composer"):
+        assert word not in src, word
+
+
+def test_confounds_and_scores_within(M):
+    man = pd.DataFrame({"a": list("xxyyzz"), "b": list("ppqqrr"), "c": list("ststst")})
+    C = R.label_confounds(man, ["a", "b", "c"])
+    assert C[["label_a", "label_b"]].values.tolist() == [["a", "b"], ["a", "c"], ["b", "c"]]
+    assert C.nmi.iloc[0] == pytest.approx(1.0) and C.ami.iloc[1] < .1
+    W = R.scores_within(M, "era", "style", {"config": "vae-fused-b1", "algorithm": "kmeans"})
+    assert W["style"].tolist() == ["a", "b"] and W["mean"].tolist() == pytest.approx([.30, .10])
+
+
+def test_repetition_stability():
+    A = pd.DataFrame({"config": "c", "repetition": [0] * 4 + [1] * 4, "id": list("abcd") + list("dcba"),
+                      "cluster": [0, 0, 1, 1] + [5, 5, 7, 7]})
+    st = R.repetition_stability(A).iloc[0]
     assert st["ari_mean"] == pytest.approx(1.0) and st["pairs"] == 1
 
 
-def test_report_html_is_self_contained(S):
+def test_best_per_column(M):
+    B = R.best_per(M, "modalities", "era")
+    assert B.modalities.tolist() == ["lyrics", "audio+lyrics", "audio"]
+
+
+def test_report_html_is_self_contained(M):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(); ax.plot([0, 1])
-    page = make_report_html("R <1>", [dict(title="Goals", text="x < y", tables=[quality_goals(S)], figures=[fig])])
+    page = R.make_report_html("R <1>", [dict(title="Findings", text=["x < y"], list=True),
+                                        dict(title="Tables", tables=[(R.select_on_valid(M, "style"), "sel")],
+                                             figures=[(fig, "a line")])])
     plt.close(fig)
     assert page.startswith("<!DOCTYPE html>") and "R &lt;1&gt;" in page and "x &lt; y" in page
     assert page.count("data:image/png;base64,") == 1 and page.count("<table") == 1
-    assert "http" not in page
+    assert "Figure 1. a line" in page and "Table 1. sel" in page
+    assert "http" not in page and "<th></th>" not in page
