@@ -10,9 +10,10 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import pandas as pd
 from scipy.optimize import linear_sum_assignment
-from sklearn import cluster as skc
-from sklearn.metrics import (adjusted_rand_score, calinski_harabasz_score, davies_bouldin_score,
-                             normalized_mutual_info_score, silhouette_score)
+from sklearn import cluster as skc, config_context
+from sklearn.metrics import (adjusted_mutual_info_score, adjusted_rand_score, calinski_harabasz_score,
+                             davies_bouldin_score, normalized_mutual_info_score, pairwise_distances_argmin,
+                             silhouette_score)
 from sklearn.metrics.cluster import contingency_matrix
 from sklearn.mixture import GaussianMixture
 from sklearn.neighbors import NearestNeighbors
@@ -21,9 +22,10 @@ from threadpoolctl import threadpool_limits
 from .core import metric_rows
 
 # %% auto #0
-__all__ = ['N_THREADS', 'ALGORITHMS', 'DENSITY', 'limit_threads', 'k_distance', 'knee_eps', 'n_clusters', 'cluster',
-           'internal_scores', 'default_k_rule', 'choose_k', 'external_scores', 'baseline_scores', 'contingency',
-           'evaluation_labels', 'label_table', 'evaluate_embedding', 'baseline_rows']
+__all__ = ['N_THREADS', 'FIT_MAX', 'SWEEP_MAX', 'SCORE_MAX', 'ALGORITHMS', 'DENSITY', 'limit_threads', 'sample_index',
+           'extend_by_centroid', 'extend_by_vote', 'extend_by_nearest', 'k_distance', 'knee_eps', 'n_clusters',
+           'cluster', 'internal_scores', 'default_k_rule', 'choose_k', 'external_scores', 'baseline_scores',
+           'contingency', 'evaluation_labels', 'label_table', 'evaluate_embedding', 'baseline_rows']
 
 # %% ../nbs/14_cluster.ipynb #e22f0892
 N_THREADS = 1
@@ -34,6 +36,48 @@ def limit_threads(f):
     def _f(*args, **kw):
         with threadpool_limits(limits=N_THREADS): return f(*args, **kw)
     return _f
+
+# %% ../nbs/14_cluster.ipynb #0e81fe05
+FIT_MAX, SWEEP_MAX, SCORE_MAX = 5_000, 2_000, 10_000   # items fitted / swept / silhouette-scored at most
+
+def sample_index(n: int, max_items: int | None = None, random_state: int = 0) -> np.ndarray:
+    "Sorted row indices of a seeded uniform sample of at most `max_items` of `n` rows (all rows if None or n <= max_items)."
+    if max_items is None or n <= max_items: return np.arange(n)
+    return np.sort(np.random.default_rng(random_state).choice(n, size=int(max_items), replace=False))
+
+# %% ../nbs/14_cluster.ipynb #bf4fc191
+def _scatter(n, idx, labels):
+    out = np.full(n, -1, dtype=int); out[idx] = labels
+    return out, np.setdiff1d(np.arange(n), idx)
+
+def extend_by_centroid(Z: np.ndarray, idx: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    "Labels of all rows of `Z` (n, d): `labels` on rows `idx`, the nearest (Euclidean) cluster centroid elsewhere."
+    out, rest = _scatter(len(Z), idx, labels)
+    ks = np.unique(labels[labels >= 0])
+    if len(rest) and len(ks):
+        C = np.stack([Z[idx][labels == c].mean(0) for c in ks])
+        out[rest] = ks[pairwise_distances_argmin(Z[rest], C)]
+    return out
+
+# %% ../nbs/14_cluster.ipynb #dfa55a08
+def extend_by_vote(Z: np.ndarray, idx: np.ndarray, labels: np.ndarray, n_neighbors: int = 10) -> np.ndarray:
+    "Labels of all rows of `Z`: `labels` on rows `idx`, elsewhere the majority label of the `n_neighbors` nearest sampled rows."
+    out, rest = _scatter(len(Z), idx, labels)
+    if len(rest):
+        nb = NearestNeighbors(n_neighbors=min(n_neighbors, len(idx))).fit(Z[idx]).kneighbors(Z[rest], return_distance=False)
+        L, ks = labels[nb], np.unique(labels)
+        out[rest] = ks[np.stack([(L == c).sum(1) for c in ks], 1).argmax(1)]   # ties: the smaller label
+    return out
+
+def extend_by_nearest(Z: np.ndarray, idx: np.ndarray, labels: np.ndarray, members: np.ndarray | None = None,
+                      radius: float = np.inf) -> np.ndarray:
+    "Labels of all rows: `labels` on rows `idx`, elsewhere the label of the nearest sampled row among `members` (positions in `idx`; all if None) when within `radius`, else -1."
+    out, rest = _scatter(len(Z), idx, labels)
+    members = np.arange(len(idx)) if members is None else np.asarray(members, dtype=int)
+    if len(rest) and len(members):
+        d, j = NearestNeighbors(n_neighbors=1).fit(Z[idx][members]).kneighbors(Z[rest])
+        out[rest] = np.where(d[:, 0] <= radius, labels[members[j[:, 0]]], -1)
+    return out
 
 # %% ../nbs/14_cluster.ipynb #ca8a0cb9
 def k_distance(Z: np.ndarray, min_samples: int = 5) -> np.ndarray:
@@ -50,29 +94,39 @@ def knee_eps(Z: np.ndarray, min_samples: int = 5) -> float:
     return float(d[np.argmax(x - y)])
 
 # %% ../nbs/14_cluster.ipynb #9cfbf4fa
-def _kmeans(Z, k, random_state=0, **kw):
+def _kmeans(Z, k, random_state=0, max_fit=None, **kw):    # linear: always on every row
     return skc.KMeans(n_clusters=k, n_init=kw.pop("n_init", 10), random_state=random_state, **kw).fit_predict(Z)
 
-def _agglomerative(Z, k, random_state=0, **kw):
-    return skc.AgglomerativeClustering(n_clusters=k, linkage=kw.pop("linkage", "ward"), **kw).fit_predict(Z)
-
-def _gmm(Z, k, random_state=0, **kw):
+def _gmm(Z, k, random_state=0, max_fit=None, **kw):       # linear: always on every row
     kw = {"covariance_type": "diag", "n_init": 2, "reg_covar": 1e-4, **kw}
     return GaussianMixture(n_components=k, random_state=random_state, **kw).fit(Z).predict(Z)
 
-def _spectral(Z, k, random_state=0, **kw):
-    kw = {"affinity": "nearest_neighbors", "n_neighbors": min(10, len(Z) - 1), "assign_labels": "cluster_qr", **kw}
+def _agglomerative(Z, k, random_state=0, max_fit=FIT_MAX, **kw):
+    idx = sample_index(len(Z), max_fit, random_state)
+    lab = skc.AgglomerativeClustering(n_clusters=k, linkage=kw.pop("linkage", "ward"), **kw).fit_predict(Z[idx])
+    return extend_by_centroid(Z, idx, lab)
+
+def _spectral(Z, k, random_state=0, max_fit=FIT_MAX, **kw):
+    idx = sample_index(len(Z), max_fit, random_state)
+    kw = {"affinity": "nearest_neighbors", "n_neighbors": min(10, len(idx) - 1), "assign_labels": "cluster_qr", **kw}
     with warnings.catch_warnings():   # "graph is not fully connected" is informative, not an error
         warnings.simplefilter("ignore", UserWarning)
-        return skc.SpectralClustering(n_clusters=k, random_state=random_state, **kw).fit_predict(Z)
+        lab = skc.SpectralClustering(n_clusters=k, random_state=random_state, **kw).fit_predict(Z[idx])
+    return extend_by_vote(Z, idx, lab, n_neighbors=kw["n_neighbors"])
 
-def _dbscan(Z, k=None, random_state=0, min_samples=5, eps=None, **kw):
-    eps = knee_eps(Z, min_samples) if eps is None else eps
-    return skc.DBSCAN(eps=eps, min_samples=min_samples, **kw).fit_predict(Z)
+# %% ../nbs/14_cluster.ipynb #ef8b3262
+def _dbscan(Z, k=None, random_state=0, max_fit=FIT_MAX, min_samples=5, eps=None, **kw):
+    idx = sample_index(len(Z), max_fit, random_state)
+    eps = knee_eps(Z[idx], min_samples) if eps is None else eps
+    db = skc.DBSCAN(eps=eps, min_samples=min_samples, **kw).fit(Z[idx])
+    return extend_by_nearest(Z, idx, db.labels_, members=db.core_sample_indices_, radius=eps)
 
-def _hdbscan(Z, k=None, random_state=0, min_cluster_size=None, **kw):
-    mcs = min_cluster_size or max(5, int(round(0.05 * len(Z))))
-    return skc.HDBSCAN(min_cluster_size=min(mcs, len(Z)), copy=True, **kw).fit_predict(Z)
+def _hdbscan(Z, k=None, random_state=0, max_fit=FIT_MAX, min_cluster_size=None, **kw):
+    idx = sample_index(len(Z), max_fit, random_state)
+    frac = min_cluster_size if min_cluster_size and min_cluster_size < 1 else 0.05
+    mcs = int(min_cluster_size) if min_cluster_size and min_cluster_size >= 1 else max(5, int(round(frac * len(idx))))
+    lab = skc.HDBSCAN(min_cluster_size=min(mcs, len(idx)), copy=True, **kw).fit_predict(Z[idx])
+    return extend_by_nearest(Z, idx, lab)
 
 ALGORITHMS: dict[str, Callable] = {"kmeans": _kmeans, "agglomerative": _agglomerative, "gmm": _gmm,
                                    "spectral": _spectral, "dbscan": _dbscan, "hdbscan": _hdbscan}
@@ -85,28 +139,32 @@ def n_clusters(labels: np.ndarray) -> int:
 
 # %% ../nbs/14_cluster.ipynb #7357fbfa
 @limit_threads
-def cluster(Z: np.ndarray, algorithm: str, k: int | None = None, random_state: int = 0, **kw) -> np.ndarray:
+def cluster(Z: np.ndarray, algorithm: str, k: int | None = None, random_state: int = 0,
+            max_fit: int | None = FIT_MAX, **kw) -> np.ndarray:
     "Cluster the rows of `Z` with `algorithm` (a key of `ALGORITHMS`); density methods mark noise -1."
     if algorithm not in ALGORITHMS: raise KeyError(f"unknown algorithm {algorithm!r}; choose from {list(ALGORITHMS)}")
     Z = np.asarray(Z, dtype=np.float64)
     if algorithm not in DENSITY:
-        if k is None: k, _ = choose_k(Z, algorithm, random_state=random_state)
+        if k is None: k, _ = choose_k(Z, algorithm, random_state=random_state, max_items=max_fit and SWEEP_MAX)
         if not 1 <= k <= len(Z): raise ValueError(f"k={k} impossible for {len(Z)} points")
-    return np.asarray(ALGORITHMS[algorithm](Z, k, random_state=random_state, **kw), dtype=int)
+    return np.asarray(ALGORITHMS[algorithm](Z, k, random_state=random_state, max_fit=max_fit, **kw), dtype=int)
 
 # %% ../nbs/14_cluster.ipynb #ef282bf0
 @limit_threads
-def internal_scores(Z: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    "Silhouette, Calinski-Harabasz, Davies-Bouldin on non-noise points (NaN if < 2 clusters), plus `noise_fraction`."
+def internal_scores(Z: np.ndarray, labels: np.ndarray, max_items: int | None = SCORE_MAX,
+                    random_state: int = 0) -> dict[str, float]:
+    "Silhouette (on a seeded sample of <= `max_items`), Calinski-Harabasz, Davies-Bouldin of non-noise points (NaN if < 2 clusters); `noise_fraction`, `silhouette_sample`."
     Z, labels = np.asarray(Z, dtype=np.float64), np.asarray(labels)
     keep = labels >= 0
     out = dict(silhouette=np.nan, calinski_harabasz=np.nan, davies_bouldin=np.nan,
-               noise_fraction=float(1 - keep.mean()) if len(labels) else np.nan)
-    n_clusters = len(np.unique(labels[keep]))
-    if 2 <= n_clusters <= keep.sum() - 1:
+               noise_fraction=float(1 - keep.mean()) if len(labels) else np.nan, silhouette_sample=0)
+    if 2 <= n_clusters(labels) <= keep.sum() - 1:
         Zk, lk = Z[keep], labels[keep]
-        out.update(silhouette=float(silhouette_score(Zk, lk)), calinski_harabasz=float(calinski_harabasz_score(Zk, lk)),
-                   davies_bouldin=float(davies_bouldin_score(Zk, lk)))
+        s = sample_index(len(Zk), max_items, random_state)
+        with config_context(working_memory=256):       # MB per chunk of the distance matrix
+            sil = silhouette_score(Zk[s], lk[s]) if 2 <= n_clusters(lk[s]) <= len(s) - 1 else np.nan
+        out.update(silhouette=float(sil), calinski_harabasz=float(calinski_harabasz_score(Zk, lk)),
+                   davies_bouldin=float(davies_bouldin_score(Zk, lk)), silhouette_sample=len(s))
     return out
 
 # %% ../nbs/14_cluster.ipynb #790e5385
@@ -116,43 +174,45 @@ def default_k_rule(algorithm: str) -> str:
 
 @limit_threads
 def choose_k(Z: np.ndarray, algorithm: str, ks: Iterable[int] = range(2, 11), random_state: int = 0,
-             rule: str | None = None) -> tuple[int, pd.DataFrame]:
-    "Pick k without labels: silhouette sweep (max), BIC for gmm (min), or the density method's own count."
+             rule: str | None = None, max_items: int | None = SWEEP_MAX) -> tuple[int, pd.DataFrame]:
+    "Pick k without labels on a seeded sample of <= `max_items` rows: silhouette (max), BIC for gmm (min), or the density method's own count."
     Z = np.asarray(Z, dtype=np.float64)
-    rule = rule or default_k_rule(algorithm)
+    rule, exact = rule or default_k_rule(algorithm), max_items is None
     if algorithm in DENSITY:
-        lab = cluster(Z, algorithm, random_state=random_state)
-        k = n_clusters(lab)
-        return k, pd.DataFrame([{"k": k, "rule": "density", "score": internal_scores(Z, lab)["silhouette"]}])
-    ks = [k for k in ks if 2 <= k <= len(Z) - 1]
-    if not ks: raise ValueError(f"no admissible k for {len(Z)} points")
-    rows = []
-    for k in ks:
-        if rule == "bic":
-            if algorithm != "gmm": raise ValueError("the bic rule needs algorithm='gmm'")
-            gm = GaussianMixture(n_components=k, covariance_type="diag", n_init=2, reg_covar=1e-4,
-                                 random_state=random_state).fit(Z)
-            score = gm.bic(Z)
-        elif rule == "silhouette":
-            score = internal_scores(Z, cluster(Z, algorithm, k=k, random_state=random_state))["silhouette"]
-        else: raise ValueError(f"unknown k rule {rule!r}")
-        rows.append({"k": k, "rule": rule, "score": float(score)})
+        lab = cluster(Z, algorithm, random_state=random_state, max_fit=None if exact else FIT_MAX)
+        sil = internal_scores(Z, lab, None if exact else SCORE_MAX, random_state)["silhouette"]
+        return n_clusters(lab), pd.DataFrame([{"k": n_clusters(lab), "rule": "density", "score": sil, "items": len(Z)}])
+    Zs = Z[sample_index(len(Z), max_items, random_state)]
+    ks = [k for k in ks if 2 <= k <= len(Zs) - 1]
+    if not ks: raise ValueError(f"no admissible k for {len(Zs)} points")
+    if rule not in ("bic", "silhouette"): raise ValueError(f"unknown k rule {rule!r}")
+    if rule == "bic" and algorithm != "gmm": raise ValueError("the bic rule needs algorithm='gmm'")
+    rows = [{"k": k, "rule": rule, "score": _k_score(Zs, algorithm, k, rule, random_state, max_items), "items": len(Zs)}
+            for k in ks]
     sweep = pd.DataFrame(rows)
     s = sweep["score"].fillna(np.inf if rule == "bic" else -np.inf)
     best = s.idxmin() if rule == "bic" else s.idxmax()   # first best = smallest k on ties
     return int(sweep.loc[best, "k"]), sweep
 
+def _k_score(Z, algorithm, k, rule, random_state, max_items):
+    if rule == "bic":
+        return float(GaussianMixture(n_components=k, covariance_type="diag", n_init=2, reg_covar=1e-4,
+                                     random_state=random_state).fit(Z).bic(Z))
+    lab = cluster(Z, algorithm, k=k, random_state=random_state, max_fit=max_items)
+    return float(internal_scores(Z, lab, max_items, random_state)["silhouette"])
+
 # %% ../nbs/14_cluster.ipynb #0f876af1
 def external_scores(y_true: Sequence, y_pred: Sequence) -> dict[str, float]:
-    "NMI, ARI, purity and Hungarian acc of `y_pred` against `y_true`: computed on non-noise points x the fraction clustered."
+    "NMI, AMI, ARI, purity and Hungarian acc of `y_pred` against `y_true`: computed on non-noise points x the fraction clustered."
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred, dtype=int)
     if len(y_true) != len(y_pred): raise ValueError(f"{len(y_true)} labels vs {len(y_pred)} predictions")
     keep = y_pred >= 0
-    if keep.sum() < 2: return dict(nmi=0.0, ari=0.0, purity=0.0, acc=0.0)
+    if keep.sum() < 2: return dict(nmi=0.0, ami=0.0, ari=0.0, purity=0.0, acc=0.0)
     cover, yt, yp = keep.mean(), y_true[keep], y_pred[keep]
     C = contingency_matrix(yt, yp)                                  # classes x clusters, noise excluded
     r, c = linear_sum_assignment(C, maximize=True)
-    return dict(nmi=float(normalized_mutual_info_score(yt, yp) * cover), ari=float(adjusted_rand_score(yt, yp) * cover),
+    return dict(nmi=float(normalized_mutual_info_score(yt, yp) * cover), ami=float(adjusted_mutual_info_score(yt, yp) * cover),
+                ari=float(adjusted_rand_score(yt, yp) * cover),
                 purity=float(C.max(axis=0).sum() / len(y_true)), acc=float(C[r, c].sum() / len(y_true)))
 
 # %% ../nbs/14_cluster.ipynb #6460df1f
