@@ -144,7 +144,10 @@ def plot_beta_curve(df: pd.DataFrame, x: str = "beta", group: str | None = "labe
     for g, s in (d.groupby(group, sort=True) if group else [(None, d)]):
         line, = ax.plot(s[x], s[mean], marker="o", label=g)
         ax.fill_between(s[x], s[lo].astype(float), s[hi].astype(float), color=line.get_color(), alpha=0.2)
-    if logx and (d[x] > 0).all(): ax.set_xscale("log")
+    if logx and (d[x] > 0).all():
+        ax.set_xscale("log"); ax.minorticks_off()
+    ticks = sorted(d[x].unique())
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])                # the values tried, written plainly
     ax.set_xlabel(x); ax.set_ylabel(ylabel)
     if group: ax.legend(fontsize=7, frameon=False, title=group, title_fontsize=7)
     if title: ax.set_title(title, fontsize=10)

@@ -366,7 +366,7 @@ def table_html(df: pd.DataFrame, digits: int = 3) -> str:
 _CSS = ("body{font-family:Georgia,serif;max-width:960px;margin:2em auto;padding:0 1em;color:#222;line-height:1.45}"
         "h1{font-size:1.7em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.8em}"
         "figure{margin:1.2em 0;text-align:center}figure img{max-width:100%;height:auto}"
-        "figcaption,caption{font-size:.9em;color:#444;text-align:left;margin:.3em 0}caption{caption-side:top}"
+        "figcaption,caption{font-size:.9em;color:#444;margin:.3em 0}figcaption{text-align:center}caption{caption-side:top;text-align:left}"
         "table.t{border-collapse:collapse;font:13px sans-serif;margin:1em 0}"
         "table.t td,table.t th{border-bottom:1px solid #ddd;padding:2px 8px;text-align:right}"
         "table.t th{border-bottom:2px solid #888}ul.toc{font-size:.95em}li.finding{margin:.3em 0}")
