@@ -42,7 +42,10 @@ def tidy(df: pd.DataFrame) -> pd.DataFrame:
     "Copy of the metrics table `df` with every key column present as text and `value` as float."
     d = df.copy()
     for c in [*CONFIG_KEYS, *REPETITION_KEYS, "k"]:
-        d[c] = d[c].map(lambda v: key_text(v, c in NUMERIC_KEYS)) if c in d.columns else ""
+        if c not in d.columns: d[c] = ""; continue
+        codes, uniques = pd.factorize(d[c])                     # each distinct value is converted once
+        text = np.array([key_text(u, c in NUMERIC_KEYS) for u in uniques] + [""], dtype=object)
+        d[c] = text[codes]                                      # code -1 (missing) -> ""
     d["repetition"] = d["repetition"].where(d["repetition"] != "", d["seed"])
     d["value"] = pd.to_numeric(d["value"], errors="coerce")
     return d
@@ -113,10 +116,11 @@ def dedupe(df: pd.DataFrame) -> pd.DataFrame:
 SUMMARY_COLUMNS = [*CONFIG_KEYS, "k", "mean", "sd", "n", "lo", "hi"]
 
 def _summary(part: pd.DataFrame, keys: list[str], level: float) -> pd.DataFrame:
-    g = part.groupby(keys, sort=False, dropna=False)["value"]
-    s = g.agg(mean="mean", sd=lambda v: v.std(ddof=1) if v.notna().sum() > 1 else np.nan, n="count")
-    iv = g.apply(lambda v: t_interval(v.to_numpy(), level))
-    s["lo"], s["hi"] = [x[0] for x in iv], [x[1] for x in iv]
+    s = part.groupby(keys, sort=False, dropna=False)["value"].agg(mean="mean", sd="std", n="count")
+    n = s["n"].to_numpy(float)
+    with np.errstate(invalid="ignore", divide="ignore"):        # the same interval as t_interval, for all groups at once
+        h = np.where(n > 1, stats.t.ppf(0.5 + level / 2, np.maximum(n - 1, 1)) * s["sd"].to_numpy() / np.sqrt(n), np.nan)
+    s["lo"], s["hi"] = s["mean"] - h, s["mean"] + h
     if "k" not in keys:
         s["k"] = part.groupby(keys, sort=False, dropna=False)["k"].agg(
             lambda v: ",".join(sorted(set(v), key=lambda x: (len(x), x))))
@@ -297,6 +301,7 @@ def finding_table(df: pd.DataFrame, labels: Sequence[str], primary_label: str | 
                   split: str = "test", assignments: pd.DataFrame | None = None, pca_model: str = "pca",
                   raw_models: Sequence[str] = ("features",)) -> pd.DataFrame:
     "One row per finding (label, question, a, b, means, diff, lo, hi, n, verdict, sentence); see the text above."
+    df = dedupe(df); df = df[df.metric == metric]              # once, not in every selection below
     not_learned = [pca_model, *raw_models, *BASELINES]
     learned = {"model": lambda c: ~c.isin(not_learned)}
     order = ([primary_label] if primary_label in labels else []) + [l for l in labels if l != primary_label]
