@@ -14,8 +14,8 @@ from scipy import stats
 from sklearn.metrics import adjusted_mutual_info_score, adjusted_rand_score, normalized_mutual_info_score
 
 # %% auto #0
-__all__ = ['CONFIG_KEYS', 'REPETITION_KEYS', 'BASELINES', 'BASELINE_KEYS', 'NUMERIC_KEYS', 'SUMMARY_COLUMNS', 'SELECT_BY',
-           'SCORES', 'key_text', 'tidy', 'synthetic_metrics', 't_interval', 'dedupe', 'summarise', 'match',
+__all__ = ['CONFIG_KEYS', 'REPETITION_KEYS', 'BASELINES', 'BASELINE_KEYS', 'FIXED_K_RULES', 'NUMERIC_KEYS', 'SUMMARY_COLUMNS',
+           'SELECT_BY', 'SCORES', 'key_text', 'tidy', 'synthetic_metrics', 't_interval', 'dedupe', 'summarise', 'match',
            'select_on_valid', 'verdict', 'paired_difference', 'group_bootstrap', 'repetition_stability', 'is_fused',
            'describe', 'fmt_interval', 'finding_table', 'findings', 'label_confounds', 'scores_within', 'best_per',
            'png_bytes', 'table_html', 'make_report_html']
@@ -26,6 +26,7 @@ CONFIG_KEYS = ["dataset", "notebook", "config", "model", "modalities", "features
 REPETITION_KEYS = ["repetition", "split_seed", "seed"]
 BASELINES = ("majority", "random")
 BASELINE_KEYS = ["dataset", "model", "split", "subset", "label", "metric", "repetition", "k"]
+FIXED_K_RULES = ("", "n_classes", "fixed")
 NUMERIC_KEYS = ("beta", "latent_dim", "epochs", "patience", "subsample", "repetition", "split_seed", "seed", "k")
 
 # %% ../nbs/22_report.ipynb #a2dff1df
@@ -48,6 +49,8 @@ def tidy(df: pd.DataFrame) -> pd.DataFrame:
         d[c] = text[codes]                                      # code -1 (missing) -> ""
     d["repetition"] = d["repetition"].where(d["repetition"] != "", d["seed"])
     d["value"] = pd.to_numeric(d["value"], errors="coerce")
+    fixed = d.model.isin(BASELINES) | ((d.label == "") & d.k_rule.isin(FIXED_K_RULES))
+    d["k_key"] = np.where(fixed, d["k"], "")
     return d
 
 # %% ../nbs/22_report.ipynb #de33a118
@@ -103,8 +106,8 @@ def dedupe(df: pd.DataFrame) -> pd.DataFrame:
     d = tidy(df)
     base = d.model.isin(BASELINES)
     b = d[base].drop_duplicates(BASELINE_KEYS).assign(notebook="")
-    m = d[~base].drop_duplicates([*CONFIG_KEYS, "repetition", "value"])
-    clash = m.duplicated([*CONFIG_KEYS, "repetition"], keep=False)
+    m = d[~base].drop_duplicates([*CONFIG_KEYS, "k_key", "repetition", "value"])
+    clash = m.duplicated([*CONFIG_KEYS, "k_key", "repetition"], keep=False)
     if clash.any():
         r = m[clash].iloc[0]
         raise ValueError(f"{int(clash.sum())} rows share every key and repetition but differ in value, e.g. "
@@ -129,11 +132,9 @@ def _summary(part: pd.DataFrame, keys: list[str], level: float) -> pd.DataFrame:
 def summarise(df: pd.DataFrame, keys: Sequence[str] = CONFIG_KEYS, level: float = 0.95) -> pd.DataFrame:
     "Mean, sd, n and `level` t-interval over repetitions of every configuration (full key) of the table `df`."
     d = dedupe(df); keys = list(keys)
-    base = d.model.isin(BASELINES)
-    parts = [_summary(p, ks, level) for p, ks in ((d[~base], keys), (d[base], [*keys, "k"] if "k" not in keys else keys))
-             if len(p)]
     cols = [*keys, *[c for c in ("k", "mean", "sd", "n", "lo", "hi") if c not in keys]]
-    return pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame(columns=cols)
+    if d.empty: return pd.DataFrame(columns=cols)
+    return _summary(d, keys if "k" in keys else [*keys, "k_key"], level)[cols]
 
 # %% ../nbs/22_report.ipynb #148c444c
 SELECT_BY = ("notebook", "config", "algorithm", "k_rule")
