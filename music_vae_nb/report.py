@@ -18,7 +18,7 @@ __all__ = ['CONFIG_KEYS', 'REPETITION_KEYS', 'BASELINES', 'BASELINE_KEYS', 'FIXE
            'SELECT_BY', 'SCORES', 'key_text', 'tidy', 'synthetic_metrics', 't_interval', 'dedupe', 'summarise', 'match',
            'select_on_valid', 'verdict', 'paired_difference', 'group_bootstrap', 'repetition_stability', 'is_fused',
            'describe', 'fmt_interval', 'finding_table', 'findings', 'label_confounds', 'scores_within', 'best_per',
-           'png_bytes', 'table_html', 'make_report_html']
+           'headline_table', 'interval_table', 'png_bytes', 'table_html', 'make_report_html']
 
 # %% ../nbs/22_report.ipynb #d42ac534
 CONFIG_KEYS = ["dataset", "notebook", "config", "model", "modalities", "features", "fusion", "beta", "latent_dim",
@@ -234,9 +234,9 @@ def describe(row: Mapping) -> str:
     rule = f", k by {row['k_rule']}" if str(row.get("k_rule", "")) else ""
     return f"{row.get('config') or row['model']} ({row['model']} on {row['modalities']}{extra}; {row['algorithm']}{rule})"
 
-def fmt_interval(lo: float, hi: float, signed: bool = False) -> str:
-    "'[lo, hi]' with 3 decimals ('[n/a]' when unknown)."
-    f = "{:+.3f}" if signed else "{:.3f}"
+def fmt_interval(lo: float, hi: float, signed: bool = False, digits: int = 3) -> str:
+    "'[lo, hi]' with `digits` decimals ('[n/a]' when unknown)."
+    f = f"{{:{'+' if signed else ''}.{digits}f}}"
     return "[n/a]" if not (np.isfinite(lo) and np.isfinite(hi)) else f"[{f.format(lo)}, {f.format(hi)}]"
 
 # %% ../nbs/22_report.ipynb #8244e8d0
@@ -356,7 +356,31 @@ def best_per(df: pd.DataFrame, column: str, label: str, metric: str = "ami", can
     return (pd.concat(rows, ignore_index=True).sort_values("test_mean", ascending=False, ignore_index=True)
             if rows else pd.DataFrame())
 
-# %% ../nbs/22_report.ipynb #46cd1daa
+# %% ../nbs/22_report.ipynb #20bbb2e5
+def headline_table(df: pd.DataFrame, labels: Sequence[str], metrics: Sequence[str] = ("ami", "ari"),
+                   select_metric: str = "ami", groups: Sequence[str] = ("model", "modalities"), split: str = "test") -> pd.DataFrame:
+    "Per representation (`groups`) and label: the config selected on valid, its `metrics` on `split`; plus baselines."
+    d = dedupe(df); d = d[(d.subset == "") & d.metric.isin([*metrics, select_metric])]
+    reps = d.loc[~d.model.isin(BASELINES), list(groups)].drop_duplicates().to_dict("records")
+    S, rows = summarise(d[d.split == split]), []
+    for label, rep in itertools.product(labels, reps):
+        sel = select_on_valid(d, label, select_metric, rep)
+        if sel.empty: continue
+        w = sel.iloc[0]
+        rows.append(match(S, {**_spec(w), "label": label, "metric": list(metrics)}))
+    rows.append(S[S.model.isin(BASELINES) & S.label.isin(labels) & S.metric.isin(metrics)])
+    cols = ["label", *groups, "config", "algorithm", "k_rule", "k", "metric", "mean", "lo", "hi", "n"]
+    return pd.concat(rows, ignore_index=True)[cols] if rows else pd.DataFrame(columns=cols)
+
+def interval_table(h: pd.DataFrame, index: Sequence[str] = ("model", "modalities"), columns: Sequence[str] = ("label", "metric"),
+                   digits: int = 3) -> pd.DataFrame:
+    "Pivot of a headline table: cells 'mean [lo, hi]', one row per `index`, one column per `columns`."
+    f = lambda r: f"{r['mean']:.{digits}f} {fmt_interval(r['lo'], r['hi'], digits=digits)}"
+    t = h.assign(cell=h.apply(f, axis=1), col=h[list(columns)].astype(str).agg(" ".join, axis=1))
+    out = t.pivot_table(index=list(index), columns="col", values="cell", aggfunc="first", sort=False)
+    return out.reset_index().rename_axis(columns=None)
+
+# %% ../nbs/22_report.ipynb #463b0948
 def png_bytes(figure, dpi: int = 100) -> bytes:
     "PNG bytes of a matplotlib figure, of PNG bytes, or of a PNG file."
     if isinstance(figure, (bytes, bytearray)): return bytes(figure)
@@ -368,7 +392,7 @@ def table_html(df: pd.DataFrame, digits: int = 3) -> str:
     "A DataFrame as an HTML table without its index, floats rounded to `digits`."
     return df.to_html(index=False, float_format=lambda x: f"{x:.{digits}f}", na_rep="–", border=0, classes="t", escape=True)
 
-# %% ../nbs/22_report.ipynb #9e8bce29
+# %% ../nbs/22_report.ipynb #f865e855
 _CSS = ("body{font-family:Georgia,serif;max-width:960px;margin:2em auto;padding:0 1em;color:#222;line-height:1.45}"
         "h1{font-size:1.7em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.8em}"
         "figure{margin:1.2em 0;text-align:center}figure img{max-width:100%;height:auto}"
@@ -382,7 +406,7 @@ def _items(x, key: str) -> list[dict]:
     return [i if isinstance(i, dict) else dict(zip((key, "caption"), i)) if isinstance(i, tuple) else {key: i}
             for i in (x or [])]
 
-# %% ../nbs/22_report.ipynb #b93745a7
+# %% ../nbs/22_report.ipynb #dc87b121
 def make_report_html(title: str, sections: Iterable[dict], intro: str | None = None) -> str:
     "A self-contained HTML page: title, contents, then each section's text, numbered figures and tables."
     sections, nfig, ntab = list(sections), 0, 0

@@ -162,3 +162,13 @@ def test_report_html_is_self_contained(M):
     assert page.count("data:image/png;base64,") == 1 and page.count("<table") == 1
     assert "Figure 1. a line" in page and "Table 1. sel" in page
     assert "http" not in page and "<th></th>" not in page
+
+
+def test_headline_table_selects_on_valid(M):
+    H = R.headline_table(M, ["style"], metrics=("ami",))
+    fused = H[(H.model == "vae") & (H.modalities == "audio+lyrics")].iloc[0]
+    assert (fused.config, fused.algorithm) == ("vae-fused-b1", "kmeans") and fused["mean"] == pytest.approx(.55)
+    assert set(H.model) == {"vae", "pca", "random", "majority"}
+    T = R.interval_table(H[~H.model.isin(R.BASELINES)])
+    assert T.columns.tolist() == ["model", "modalities", "style ami"] and len(T) == 4
+    assert T["style ami"].str.match(r"^\d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]$").all()

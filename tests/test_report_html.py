@@ -46,7 +46,9 @@ def demo_report() -> tuple[str, list[str]]:
                                      "AMI on test against beta (selected on valid).")]),
         dict(title="Modalities", figures=[(plots.plot_interval_bars(BM, "modalities", "test_mean", "test_lo", "test_hi",
                                                                      xlabel="AMI on test (95 % interval)"), "Best per set of modalities.")]),
-        dict(title="Tables", tables=[(sel, "Selection on valid and the oracle (AMI, unitless; n repetitions)."),
+        dict(title="Tables", tables=[(R.interval_table(R.headline_table(M, ["style", "era"])),
+                                      "Test AMI and ARI (unitless), mean [95 % interval] over repetitions; configuration selected on valid."),
+                                     (sel, "Selection on valid and the oracle (AMI, unitless; n repetitions)."),
                                      (R.label_confounds(pd.DataFrame({"style": y, "era": y2}), ["style", "era"]), "Label confounds.")])]
     page = R.make_report_html("Toy results", sections)
     plt.close("all")
