@@ -1,4 +1,4 @@
-"Tests of music_vae_nb.data: manifest, splits, readers of the three user layouts, validation."
+"Tests of music_vae_nb.data (manifest, splits, readers of the user layouts, validation), loaded through music_vae_nb.datasets."
 import random
 from pathlib import Path
 
@@ -9,12 +9,14 @@ import pytest
 import soundfile as sf
 
 from music_vae_nb import data as D
+from music_vae_nb import datasets as DS
+from music_vae_nb.fixtures import tone as _tone, toy_midi
 
 SR = 8_000
 
 
 def tone(freq, seconds=0.5, amp=0.3):
-    return (amp * np.sin(2 * np.pi * freq * np.arange(int(SR * seconds)) / SR)).astype(np.float32)
+    return _tone(freq, seconds, SR, amp)
 
 
 def peak_freq(path):
@@ -23,11 +25,7 @@ def peak_freq(path):
 
 
 def write_midi(path, notes=True):
-    pm = pretty_midi.PrettyMIDI()
-    inst = pretty_midi.Instrument(0)
-    if notes: inst.notes.append(pretty_midi.Note(80, 60, 0, 1))
-    pm.instruments.append(inst)
-    pm.write(str(path))
+    toy_midi([[(60, 0, 1)] if notes else []], program=0).write(str(path))
 
 
 @pytest.fixture(autouse=True)
@@ -63,7 +61,7 @@ def tracks_layout(d: Path, seed: int) -> Path:
 
 
 def test_tracks_layout_matches_by_name_and_reports(tmp_path):
-    ds = D.load_dataset(tracks_layout(tmp_path / "t", seed=0))
+    ds = DS.load_dataset(tracks_layout(tmp_path / "t", seed=0))
     m = ds.manifest
     assert sorted(m.index) == sorted([*GENRES, "Punct", "Lost"])
     assert m["playlist_genre"].drop(["Punct", "Lost"]).to_dict() == GENRES
@@ -71,27 +69,28 @@ def test_tracks_layout_matches_by_name_and_reports(tmp_path):
         assert peak_freq(ds.audio_file(n)) == pytest.approx(200 + 100 * list(GENRES).index(n), abs=3)
     assert (m.loc["Lost", "has_audio"], m.loc["Lost", "has_lyrics"]) == (False, True)
     assert (m.loc["Punct", "has_audio"], m.loc["Punct", "has_lyrics"]) == (True, False)
-    rep = D.validate_dataset(tmp_path / "t")
+    rep = DS.validate_dataset(tmp_path / "t")
     lines = sorted(zip(rep.id, rep.modality, rep.problem))
     assert ("Dup", "item", "duplicate id (all its rows dropped)") in lines
     assert ("NoLabel", "label", "no label (playlist_genre)") in lines
     assert ("Punct", "lyrics", "lyrics are only punctuation") in lines
-    assert ("Lost", "audio", "file not found: no audio file named 'Lost'") in lines
+    assert ("Lost", "audio", "no audio file (looked for lost_30s.wav); lyrics present") in lines
     assert (Path(ds.root) / "validation.csv").exists()
     match = pd.read_csv(Path(ds.root) / "matching.csv", dtype=str, keep_default_na=False)
     assert match.set_index("name").loc["stray.wav", "status"] == "unclaimed"
     assert set(match.status) == {"matched", "unmatched", "ambiguous", "unclaimed"}
+    assert match.set_index("name").loc["Alpha", "rule"] == "seed"          # alpha.wav: the seed's name without _30s
 
 
 def test_shuffled_order_never_shifts_labels(tmp_path):
-    a = D.load_dataset(tracks_layout(tmp_path / "a", seed=1)).manifest
-    b = D.load_dataset(tracks_layout(tmp_path / "b", seed=2)).manifest
+    a = DS.load_dataset(tracks_layout(tmp_path / "a", seed=1)).manifest
+    b = DS.load_dataset(tracks_layout(tmp_path / "b", seed=2)).manifest
     assert a["playlist_genre"].sort_index().equals(b["playlist_genre"].sort_index())
     assert [Path(p).name for p in a.sort_index().audio_path] == [Path(p).name for p in b.sort_index().audio_path]
 
 
 def test_splits_by_group_and_seeded(tmp_path):
-    ds = D.load_dataset(tracks_layout(tmp_path / "t", seed=0))
+    ds = DS.load_dataset(tracks_layout(tmp_path / "t", seed=0))
     assert set(ds.manifest.split) <= {"train", "valid", "test"}
     assert ds.manifest.groupby("group").split.nunique().max() == 1
     g = [f"w{i // 3}" for i in range(300)]
@@ -134,7 +133,7 @@ def mirex_layout(d: Path, with_metadata: bool) -> Path:
 def test_mirex_layout(tmp_path, with_metadata):
     root = mirex_layout(tmp_path / "mirex", with_metadata)
     assert D.detect_layout(root) == "mirex-folders"
-    ds = D.load_dataset(root)
+    ds = DS.load_dataset(root)
     m = ds.manifest
     lab = ds.primary_label
     assert lab == ("emotion" if with_metadata else "cluster")
@@ -146,17 +145,17 @@ def test_mirex_layout(tmp_path, with_metadata):
     assert m.loc["007", ["has_audio", "has_lyrics", "has_midi"]].tolist() == [True, False, False]
     for i, sid in enumerate(["001", "002", "003", "004", "005", "006", "007"]):
         if sid in m.index: assert peak_freq(ds.audio_file(sid)) == pytest.approx(300 + 50 * i, abs=3)
-    rep = D.validate_dataset(root).set_index(["id", "modality"]).problem
+    rep = DS.validate_dataset(root).set_index(["id", "modality"]).problem
     assert rep[("002", "lyrics")] == "lyrics not UTF-8 (byte 2)"
     assert rep[("003", "lyrics")] == "empty lyrics"
     assert rep[("002", "midi")] == "MIDI has no notes"
     assert rep[("003", "midi")].startswith("MIDI fails to parse")
-    assert rep[("004", "audio")].startswith("unreadable audio")
+    assert rep[("004", "audio")].startswith("cannot decode WAV audio")
     assert rep[("005", "audio")] == "silent audio (peak below -80 dBFS)"
     assert rep[("006", "audio")].startswith("truncated audio")
     assert rep[("008", "audio")] == "unsupported audio format '.wma'"
     for sid in ["004", "005", "006", "008"]: assert rep[(sid, "item")] == "no usable audio, lyrics or MIDI (dropped)"
-    assert D.validate_main(str(root)) == 0
+    assert DS.validate_main(str(root)) == 0
 
 
 def test_mirex_conflicting_cluster_folders(tmp_path):
@@ -164,10 +163,10 @@ def test_mirex_conflicting_cluster_folders(tmp_path):
     for sub in ["audio/Cluster 1", "lyrics/Cluster 2", "lyrics/Cluster 1"]: (d / sub).mkdir(parents=True)
     sf.write(d / "audio/Cluster 1/a.wav", tone(440), SR); sf.write(d / "audio/Cluster 1/b.wav", tone(550), SR)
     (d / "lyrics/Cluster 2/a.txt").write_text("hello there"); (d / "lyrics/Cluster 1/b.txt").write_text("bye now")
-    ds = D.load_dataset(d)
+    ds = DS.load_dataset(d)
     assert list(ds.manifest.index) == ["b"]
-    rep = D.validate_dataset(d)
-    assert "conflicting labels ['Cluster 1', 'Cluster 2']" in set(rep.problem)
+    rep = DS.validate_dataset(d)
+    assert "conflicting cluster folders ['Cluster 1', 'Cluster 2']" in set(rep.problem)
 
 
 # ---------------------------------------------------------------- layout 3: a manifest CSV
@@ -178,13 +177,13 @@ def test_manifest_csv_named_columns(tmp_path):
     pd.DataFrame({"key": ["x", "y", "z", "x"], "sound": ["wav/x.wav", "wav/y.wav", "wav/z.wav", "wav/x.wav"],
                   "text_file": ["", "y.txt", "", ""], "mood": ["calm", "happy", "sad", "calm"],
                   "artist": ["A", "B", "C", "A"]}).to_csv(d / "items.csv", index=False)
-    ds = D.load_dataset(d / "items.csv", id="key", audio="sound", lyrics_path="text_file", group="artist", labels=["mood"])
+    ds = DS.load_dataset(d / "items.csv", id="key", audio="sound", lyrics_path="text_file", group="artist", labels=["mood"])
     assert list(ds.manifest.index) == ["y"]                               # x duplicated; z has nothing usable
-    assert D.validate_dataset(ds).empty                                   # what is left checks clean
+    assert DS.validate_dataset(ds).empty                                   # what is left checks clean
     # the CSV is edited: the next load sees the change (the cache key holds file sizes and times)
     pd.DataFrame({"key": ["x", "y", "z"], "sound": ["wav/x.wav", "wav/y.wav", "wav/z.wav"], "text_file": ["", "y.txt", ""],
                   "mood": ["calm", "happy", "sad"], "artist": ["A", "B", "C"]}).to_csv(d / "items.csv", index=False)
-    ds = D.load_dataset(d / "items.csv", id="key", audio="sound", lyrics_path="text_file", group="artist", labels=["mood"])
+    ds = DS.load_dataset(d / "items.csv", id="key", audio="sound", lyrics_path="text_file", group="artist", labels=["mood"])
     m = ds.manifest
     assert m.mood.to_dict() == {"x": "calm", "y": "happy"}
     assert m.loc["y", "lyrics"] == "la la la" and m.loc["y", "group"] == "B"
@@ -194,9 +193,9 @@ def test_manifest_csv_named_columns(tmp_path):
 
 
 def test_detect_and_validate_main_failures(tmp_path, capsys):
-    assert D.validate_main(str(tmp_path / "nothing")) == 1
+    assert DS.validate_main(str(tmp_path / "nothing")) == 1
     empty = tmp_path / "empty"; empty.mkdir()
-    assert D.validate_main(str(empty)) == 1
+    assert DS.validate_main(str(empty)) == 1
     assert "cannot read" in capsys.readouterr().out
 
 
@@ -204,8 +203,35 @@ def test_dataset_roundtrip_and_ids(tmp_path):
     m = pd.DataFrame({"id": ["b", "a", "c"], "group": ["g", "g", "h"], "split": ["train", "train", "test"],
                       "audio_path": ["", "", ""], "lyrics": ["x", "y", ""], "genre": ["1", "2", "3"]})
     ds = D.save_dataset(tmp_path / "ds", m, "toy", ["genre"], "genre")
-    back = D.load_dataset(tmp_path / "ds")
+    back = DS.load_dataset(tmp_path / "ds")
     assert list(back.ids("all")) == ["b", "a", "c"] and list(back.ids("test")) == ["c"]
     assert back.fingerprint == ds.fingerprint
     assert back.manifest.has_lyrics.tolist() == [True, True, False]
     with pytest.raises(ValueError): back.ids("holdout")
+
+
+# ---------------------------------------------------------------- repeated group splits (split seeds)
+def test_split_ids_repeated_group_splits(tmp_path):
+    n = 120
+    m = pd.DataFrame({"id": [f"i{j:03d}" for j in range(n)], "group": [f"g{j // 4}" for j in range(n)],
+                      "genre": [["pop", "rock", "jazz"][(j // 4) % 3] for j in range(n)]})
+    m["split"] = D.group_split(m["group"], m["genre"])
+    ds = D.save_dataset(tmp_path / "ds", m, "toy", ["genre"], "genre")
+    assert list(ds.ids("test")) == list(m.id[m.split == "test"])                # split seed 0 = the manifest's column
+    tests = []
+    for seed in range(6):
+        sp = ds.split_ids(seed)
+        assert set(sp) == {"train", "valid", "test", "all"} and list(sp["all"]) == list(ds.manifest.index)
+        assert sorted(np.concatenate([sp[s] for s in D.SPLITS])) == sorted(sp["all"])
+        side = pd.Series({i: s for s in D.SPLITS for i in sp[s]})
+        assert ds.manifest.assign(side=side).groupby("group").side.nunique().max() == 1      # no group on two sides
+        for s in D.SPLITS:                                                          # every label on every side
+            assert set(ds.manifest.loc[sp[s], "genre"]) == {"pop", "rock", "jazz"}
+        assert list(ds.ids("valid", split_seed=seed)) == list(sp["valid"])
+        tests.append(frozenset(sp["test"]))
+    assert len(set(tests)) == 6                                                     # each seed its own test set
+    back = DS.load_dataset(tmp_path / "ds")
+    labels = back.manifest["genre"]
+    for seed in (1, 2):                                                             # labels stay with their ids
+        assert (labels.loc[back.ids("test", seed)] == m.set_index("id").loc[back.ids("test", seed), "genre"]).all()
+    assert back.split_ids(3) is back.split_ids(3)                                   # cached per seed
