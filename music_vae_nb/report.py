@@ -13,12 +13,14 @@ import pandas as pd
 from scipy import stats
 from sklearn.metrics import adjusted_mutual_info_score, adjusted_rand_score, normalized_mutual_info_score
 
+from . import plots
+
 # %% auto #0
 __all__ = ['CONFIG_KEYS', 'REPETITION_KEYS', 'BASELINES', 'BASELINE_KEYS', 'FIXED_K_RULES', 'NUMERIC_KEYS', 'SUMMARY_COLUMNS',
            'SELECT_BY', 'SCORES', 'key_text', 'tidy', 'synthetic_metrics', 't_interval', 'dedupe', 'summarise', 'match',
            'select_on_valid', 'verdict', 'paired_difference', 'group_bootstrap', 'repetition_stability', 'is_fused',
            'describe', 'fmt_interval', 'finding_table', 'findings', 'label_confounds', 'scores_within', 'best_per',
-           'headline_table', 'interval_table', 'png_bytes', 'table_html', 'make_report_html']
+           'headline_table', 'interval_table', 'png_bytes', 'table_html', 'make_report_html', 'standard_sections']
 
 # %% ../nbs/22_report.ipynb #d42ac534
 CONFIG_KEYS = ["dataset", "notebook", "config", "model", "modalities", "features", "fusion", "beta", "latent_dim",
@@ -418,9 +420,8 @@ def make_report_html(title: str, sections: Iterable[dict], intro: str | None = N
     for i, sec in enumerate(sections):
         out.append(f"<section id='s{i}'><h2>{e(sec['title'])}</h2>")
         text = [sec["text"]] if isinstance(sec.get("text"), str) else sec.get("text", [])
-        tag = "li class='finding'" if sec.get("list") else "p"
-        body = "".join(f"<{tag}>{e(p)}</{tag.split()[0]}>" for p in text)
-        out.append(f"<ul>{body}</ul>" if sec.get("list") else body)
+        out += [f"<p>{e(p)}</p>" for p in text]
+        if sec.get("items"): out.append("<ul>" + "".join(f"<li class='finding'>{e(p)}</li>" for p in sec["items"]) + "</ul>")
         for f in _items(sec.get("figures"), "figure"):
             nfig += 1; cap = f"Figure {nfig}. {f.get('caption', '')}".strip()
             src = base64.b64encode(png_bytes(f["figure"])).decode("ascii")
@@ -430,3 +431,69 @@ def make_report_html(title: str, sections: Iterable[dict], intro: str | None = N
             out.append(table_html(t["table"], t.get("digits", 3)).replace("<thead>", cap + "<thead>", 1))
         out.append("</section>")
     return "\n".join(out + ["</body></html>"])
+
+# %% ../nbs/22_report.ipynb #e152901a
+def _png(fig) -> bytes:
+    data = png_bytes(fig); plots.plt.close(fig)
+    return data
+
+def _comparison_figures(df, primary_label, metric, split, learned) -> list[tuple]:
+    out, M = [], metric.upper()
+    h = headline_table(df, [primary_label], metrics=(metric,), select_metric=metric, split=split)
+    bm = h[~h.model.isin(BASELINES)].sort_values("mean", ascending=False)
+    chance = h.loc[h.model == "random", "mean"]
+    if len(bm):
+        fig = plots.plot_interval_bars(bm, ["model", "modalities"], xlabel=f"{M} on {split} (95 % interval)",
+                                       highlight=bm.modalities.map(is_fused).tolist(),
+                                       reference=float(chance.mean()) if len(chance) else None)
+        out.append((_png(fig), f"{primary_label}: each model on each set of modalities (fused in orange), its configuration "
+                               f"selected on valid; {M} on {split}, mean and 95 % interval over repetitions"
+                               + ("; dashed: the random baseline." if len(chance) else ".")))
+    bb = best_per(df, "beta", primary_label, metric, learned)
+    if len(bb) >= 2:
+        fig = plots.plot_beta_curve(bb.assign(label=primary_label), mean="test_mean", lo="test_lo", hi="test_hi",
+                                    ylabel=f"{M} on {split}")
+        out.append((_png(fig), f"{primary_label}: {M} on {split} against beta (at each beta the configuration selected on valid; "
+                               "band: 95 % interval over repetitions)."))
+    return out
+
+# %% ../nbs/22_report.ipynb #ab831074
+def standard_sections(df: pd.DataFrame, labels: Sequence[str], primary_label: str, metric: str = "ami",
+                      manifest: pd.DataFrame | None = None, assignments: pd.DataFrame | None = None,
+                      figures: Sequence = (), split: str = "test", **finding_kw) -> list[dict]:
+    "Sections (findings, figures, tables) of the report of the tidy table `df`, for `make_report_html`."
+    d = dedupe(df)
+    reps = sorted(set(d.loc[~d.model.isin(BASELINES) & (d.split == split), "repetition"]))
+    how = (f"Every best is selected on the validation split and reported on {split}; numbers are means over "
+           f"{len(reps)} repetitions (each its own group split and training seed) with 95 % t-intervals; comparisons are "
+           f"paired differences per repetition, 'not distinguishable' when the interval covers 0. Metric: {metric.upper()} "
+           "(chance-adjusted, unitless).")
+    learned = {"model": lambda c: ~c.isin([finding_kw.get("pca_model", "pca"), *finding_kw.get("raw_models", ("features",)), *BASELINES])}
+    secs = [dict(title="Findings", text=[how], items=findings(d, labels, primary_label, metric=metric, split=split,
+                                                              assignments=assignments, **finding_kw))]
+    figs = [(_png(f) if not isinstance(f, (bytes, str, Path)) else f, c) for f, c in figures]
+    figs += _comparison_figures(d, primary_label, metric, split, learned)
+    if figs: secs.append(dict(title="Figures", figures=figs))
+    secs.append(dict(title="Tables", tables=_tables(d, labels, primary_label, metric, split, manifest)))
+    return secs
+
+# %% ../nbs/22_report.ipynb #ba1c1593
+def _tables(d, labels, primary_label, metric, split, manifest) -> list[tuple]:
+    M = metric.upper()
+    h = headline_table(d, labels, metrics=sorted({metric, "ari"} & set(d.metric)), select_metric=metric, split=split)
+    out = [(interval_table(h), f"{M} and ARI on {split} (unitless): mean [95 % interval] over repetitions of the configuration "
+                               "selected on valid, per model and set of modalities; majority and random are the baselines.")]
+    sel = pd.concat([select_on_valid(d, l, metric) for l in labels], ignore_index=True)
+    if len(sel):
+        out.append((sel[["label", "selection", "config", "model", "modalities", "algorithm", "k_rule", "valid_mean", "test_mean",
+                         "test_lo", "test_hi", "n"]], f"Selection on valid per label, and the oracle (best on {split}, "
+                                                      f"not a fair number; shown for reference). {M}, unitless; n = repetitions."))
+    if manifest is not None and len(labels) > 1:
+        out.append((label_confounds(manifest, labels), "How much the labels determine each other: NMI and AMI between "
+                                                       "each pair of labels (n = items with both)."))
+    sel_p = select_on_valid(d, primary_label, metric)
+    for l in [l for l in labels if l != primary_label]:
+        w = scores_within(d, l, primary_label, None if sel_p.empty else _spec(sel_p.iloc[0]), metric, split)
+        if len(w): out.append((w, f"{l} scored within each value of {primary_label} ({M} on {split}), by the model "
+                                  f"selected for {primary_label}."))
+    return out

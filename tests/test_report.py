@@ -154,11 +154,11 @@ def test_report_html_is_self_contained(M):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(); ax.plot([0, 1])
-    page = R.make_report_html("R <1>", [dict(title="Findings", text=["x < y"], list=True),
+    page = R.make_report_html("R <1>", [dict(title="Findings", text=["x < y"], items=["a & b"]),
                                         dict(title="Tables", tables=[(R.select_on_valid(M, "style"), "sel")],
                                              figures=[(fig, "a line")])])
     plt.close(fig)
-    assert page.startswith("<!DOCTYPE html>") and "R &lt;1&gt;" in page and "x &lt; y" in page
+    assert page.startswith("<!DOCTYPE html>") and "R &lt;1&gt;" in page and "x &lt; y" in page and "<li class='finding'>a &amp; b</li>" in page
     assert page.count("data:image/png;base64,") == 1 and page.count("<table") == 1
     assert "Figure 1. a line" in page and "Table 1. sel" in page
     assert "http" not in page and "<th></th>" not in page

@@ -34,23 +34,12 @@ def demo_report() -> tuple[str, list[str]]:
     y = np.repeat(["a", "b", "c"], 30); y2 = np.tile(["old", "new"], 45); cl = np.repeat([0, 1, 2], 30)[rng.permutation(90)]
     P = plots.project_2d(Z, "pca")
     T = pd.crosstab(pd.Series(y, name="style"), pd.Series(cl, name="cluster"))
-    BM = R.best_per(M, "modalities", "style")
-    BB = R.best_per(M, "beta", "style", candidates={"model": "vae", "modalities": "audio+lyrics"}).assign(label="style")
-    sel = R.select_on_valid(M, "style")[["selection", "config", "algorithm", "valid_mean", "test_mean", "test_lo", "test_hi", "n"]]
-    sections = [
-        dict(title="Findings", text=R.findings(M, ["style", "era"], "style"), list=True),
-        dict(title="Latent map of the selected model", figures=[
-            (plots.plot_latent_map(P, {"cluster": cl, "style": y, "era": y2}), "PCA map of the test items, by cluster and label.")]),
-        dict(title="Label by cluster", figures=[(plots.plot_contingency(T), "Counts; colour: share of the row.")]),
-        dict(title="Beta", figures=[(plots.plot_beta_curve(BB, mean="test_mean", lo="test_lo", hi="test_hi", ylabel="AMI on test"),
-                                     "AMI on test against beta (selected on valid).")]),
-        dict(title="Modalities", figures=[(plots.plot_interval_bars(BM, "modalities", "test_mean", "test_lo", "test_hi",
-                                                                     xlabel="AMI on test (95 % interval)"), "Best per set of modalities.")]),
-        dict(title="Tables", tables=[(R.interval_table(R.headline_table(M, ["style", "era"])),
-                                      "Test AMI and ARI (unitless), mean [95 % interval] over repetitions; configuration selected on valid."),
-                                     (sel, "Selection on valid and the oracle (AMI, unitless; n repetitions)."),
-                                     (R.label_confounds(pd.DataFrame({"style": y, "era": y2}), ["style", "era"]), "Label confounds.")])]
+    figures = [(plots.plot_latent_map(P, {"cluster": cl, "style": y, "era": y2}), "PCA map of the test items, by cluster and label."),
+               (plots.plot_contingency(T), "Counts; colour: share of the row.")]
+    sections = R.standard_sections(M, ["style", "era"], "style", manifest=pd.DataFrame({"style": y, "era": y2}),
+                                   figures=figures)
     page = R.make_report_html("Toy results", sections)
+    assert page.count("<table") == 4
     plt.close("all")
     return page, [s["title"] for s in sections]
 
@@ -69,7 +58,7 @@ def test_every_image_loads_and_every_section_is_present(tmp_path, page_and_title
     assert m, out.stderr[-2000:]
     probe = json.loads(m.group(1).replace("&quot;", '"').replace("&amp;", "&"))
     assert probe["secs"] == titles
-    assert len(probe["imgs"]) == page.count("<img") == 4
+    assert len(probe["imgs"]) == page.count("<img") == 4          # latent map, contingency, modalities, beta
     assert all(c and w > 0 and h > 0 for c, w, h in probe["imgs"]), probe["imgs"]
     assert probe["width"] <= 1100                                  # nothing wider than the page
 
