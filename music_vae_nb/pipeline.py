@@ -13,9 +13,9 @@ import nbformat
 from .core import project_root, reports_dir, write_json, Timer
 
 # %% auto #0
-__all__ = ['REPORT_NOTEBOOKS', 'SKIP_TAG', 'notebook_path', 'tag_skipped_cells', 'strip_skipped_cells', 'declared_parameters',
-           'parse_value', 'parameters_for', 'NotebookFailed', 'NotebookRun', 'to_html', 'run_notebook', 'reproduce',
-           'build_parser', 'main']
+__all__ = ['REPORT_NOTEBOOKS', 'SKIP_TAG', 'DEFAULT_DATASET', 'notebook_path', 'tag_skipped_cells', 'strip_skipped_cells',
+           'declared_parameters', 'parse_value', 'parameters_for', 'NotebookFailed', 'NotebookRun', 'to_html',
+           'run_notebook', 'dataset_report_dir', 'reproduce', 'build_parser', 'lab_command', 'main']
 
 # %% ../nbs/90_pipeline.ipynb #6dc9171b
 REPORT_NOTEBOOKS = ["00_features", "01_easy", "02_medium", "03_hard", "04_analysis"]
@@ -130,21 +130,31 @@ def _failed_cell(executed: Path, source_nb) -> int | None:
     return next((i for i, c in enumerate(source_nb.cells, 1) if c.source == bad[0]), None)
 
 # %% ../nbs/90_pipeline.ipynb #2f8fc5d9
-def reproduce(quick: bool = False, only: list[str] | None = None, data: str | None = None,
-              params: dict | None = None, html: bool = True, log=print) -> list[NotebookRun]:
-    "Execute the report notebooks (or `only` those) in order; return their runs."
+DEFAULT_DATASET = "m21-vocal"
+
+def dataset_report_dir(quick: bool, dataset: str) -> Path:
+    "`core.reports_dir(quick, dataset)`; until core takes a dataset, `reports_dir(quick) / dataset`."
+    try: return reports_dir(quick, dataset)
+    except TypeError:
+        p = reports_dir(quick) / dataset; p.mkdir(parents=True, exist_ok=True); return p
+
+def reproduce(quick: bool = False, only: list[str] | None = None, data: str | None = None, params: dict | None = None,
+              html: bool = True, log=print, scheduler: str | None = None) -> list[NotebookRun]:
+    "Execute the report notebooks (or `only` those) on dataset `data` in order; return their runs."
+    from music_vae_nb.datasets import dataset_name, load_dataset
     names = [notebook_path(n).stem for n in only] if only else REPORT_NOTEBOOKS
-    p = {"quick": quick, **({"dataset": str(data)} if data else {}), **(params or {})}
-    if not data:
-        from music_vae_nb.m21 import build_default
-        with Timer() as t: build_default(quick=quick, n_jobs=-1)
-        log(f"default dataset ready ({t.seconds:.1f} s)")
-    out_dir = reports_dir(quick)
+    source = str(data) if data else DEFAULT_DATASET
+    p = {"quick": quick, "dataset": source, **({"scheduler": scheduler} if scheduler else {}), **(params or {})}
+    with Timer() as t: ds = load_dataset(source, quick=quick)
+    log(f"dataset {ds.name} ready ({t.seconds:.1f} s): {len(ds)} items, labels {ds.labels}")
+    for w in ds.info.get("warnings", []): log(w)
+    out_dir = dataset_report_dir(quick, dataset_name(source))
+    log(f"report: {out_dir}")
     runs, summary = [], out_dir / "runs.json"
     for name in names:
         runs.append(run_notebook(notebook_path(name), out_dir, p, html=html, log=log))
-        write_json(summary, {"quick": quick, "parameters": p, "runs": [asdict(r) for r in runs]})
-    log(f"done: {len(runs)} notebooks in {sum(r.seconds for r in runs):.1f} s; reports in {out_dir}")
+        write_json(summary, {"quick": quick, "dataset": ds.name, "parameters": p, "runs": [asdict(r) for r in runs]})
+    log(f"done: {len(runs)} notebooks in {sum(r.seconds for r in runs):.1f} s; report in {out_dir}")
     return runs
 
 # %% ../nbs/90_pipeline.ipynb #4abc5ff0
@@ -156,10 +166,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="music-vae", description="Multi-modal music representation learning and clustering.")
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("reproduce", help="execute the report notebooks in order with papermill")
-    r.add_argument("--quick", action="store_true", help="tiny subset and few epochs; writes to reports/quick/")
+    r.add_argument("--quick", action="store_true", help="tiny subset and few epochs; writes to reports/quick/<dataset>/")
     r.add_argument("--only", action="append", metavar="NOTEBOOK", help="run only this notebook (repeatable)")
     r.add_argument("--data", metavar="PATH", help="dataset name or folder (default: built-in m21-vocal)")
     r.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"), help="notebook parameter")
+    r.add_argument("--scheduler", metavar="local|processes|ADDRESS", help="where parallel work runs (a Dask address: tcp://host:port)")
     r.add_argument("--no-html", action="store_true", help="skip the HTML copies")
     b = sub.add_parser("build-default", help="build the default m21-vocal dataset")
     b.add_argument("--quick", action="store_true"); b.add_argument("-j", "--jobs", type=int, default=-1)
@@ -168,30 +179,40 @@ def build_parser() -> argparse.ArgumentParser:
     f = sub.add_parser("features", help="compute (or load cached) feature sets of a dataset")
     f.add_argument("dataset", nargs="?", default="m21-vocal"); f.add_argument("--quick", action="store_true")
     f.add_argument("-j", "--jobs", type=int, default=-1)
-    l = sub.add_parser("lab", help="register a Jupyter kernel for this environment and open JupyterLab on nbs/")
+    l = sub.add_parser("lab", help="open JupyterLab on nbs/ (other options are passed on to JupyterLab)")
     l.add_argument("--no-browser", action="store_true")
     return ap
 
+def lab_command(no_browser: bool = False, extra: list[str] = ()) -> list[str]:
+    "The JupyterLab command line: `--allow-root` when we are root, then the user's own options."
+    cmd = [sys.executable, "-m", "jupyterlab", "--notebook-dir", str(project_root() / "nbs")]
+    if hasattr(os, "geteuid") and os.geteuid() == 0 and "--allow-root" not in extra: cmd.append("--allow-root")
+    return cmd + (["--no-browser"] if no_browser else []) + list(extra)
+
+# %% ../nbs/90_pipeline.ipynb #e9a1b001
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `music-vae` console script."
-    a = build_parser().parse_args(argv)
+    ap = build_parser(); a, extra = ap.parse_known_args(argv)
+    if extra and a.cmd != "lab": ap.error(f"unrecognized arguments: {' '.join(extra)}")
     if a.cmd == "reproduce":
-        try: reproduce(a.quick, a.only, a.data, _params(a.param), html=not a.no_html)
+        try: reproduce(a.quick, a.only, a.data, _params(a.param), html=not a.no_html, scheduler=a.scheduler)
         except NotebookFailed as e:
             print(f"✘ {e}", file=sys.stderr); return 1
+        except (FileNotFoundError, ValueError) as e:
+            print(f"✘ cannot read the dataset: {e}", file=sys.stderr); return 1
         return 0
     if a.cmd == "build-default":
-        from music_vae_nb.m21 import build_default
-        print(build_default(quick=a.quick, n_jobs=a.jobs)); return 0
+        from music_vae_nb.datasets import load_builtin
+        print(load_builtin(DEFAULT_DATASET, quick=a.quick, n_jobs=a.jobs).root); return 0
     if a.cmd == "validate":
-        from music_vae_nb.data import validate_main
+        from music_vae_nb.datasets import validate_main
         return validate_main(a.path)
     if a.cmd == "features":
-        from music_vae_nb.features import features_main
+        try: from music_vae_nb.store import features_main
+        except ImportError: from music_vae_nb.features import features_main
         return features_main(a.dataset, quick=a.quick, n_jobs=a.jobs)
     if a.cmd == "lab":
         subprocess.run([sys.executable, "-m", "ipykernel", "install", "--user", "--name", "music-vae-nb",
                         "--display-name", "music-vae-nb (.venv)"], check=True)
-        cmd = [sys.executable, "-m", "jupyterlab", "--notebook-dir", str(project_root() / "nbs")]
-        return subprocess.call(cmd + (["--no-browser"] if a.no_browser else []))
+        return subprocess.call(lab_command(a.no_browser, extra))
     return 2

@@ -19,28 +19,62 @@ def _project(tmp_path):
     _nb(tmp_path / "nbs" / "02_bad.ipynb", "y = 2", "raise ValueError(f'bad input x={x}')")
     return tmp_path
 
+def _data(tmp_path, **kw):
+    "A tiny collection in the first seed's layout (its name: `songs`)."
+    from music_vae_nb.fixtures import make_seed1_layout
+    return str(make_seed1_layout(tmp_path / "songs", n=8, seconds=0.5, **kw))
+
 def _run(tmp_path, *args):
     env = {**os.environ, "MUSIC_VAE_ROOT": str(tmp_path)}
     return subprocess.run([str(BIN / "music-vae"), *args], env=env, capture_output=True, text=True, timeout=300)
 
 def test_parameters_reach_the_notebook(tmp_path):
     root = _project(tmp_path)
-    r = _run(root, "reproduce", "--quick", "--data", "somewhere", "--only", "01", "-p", "x", "7", "--no-html")
+    r = _run(root, "reproduce", "--quick", "--data", _data(tmp_path), "--only", "01", "-p", "x", "7", "--no-html",
+             "--scheduler", "local")
     assert r.returncode == 0, r.stderr
     assert (root / "nbs" / "seen.txt").read_text() == "7 True"
-    runs = json.loads((root / "reports" / "quick" / "runs.json").read_text())
+    runs = json.loads((root / "reports" / "quick" / "songs" / "runs.json").read_text())
     assert [(x["name"], x["parameters"]) for x in runs["runs"]] == [("01_ok", {"quick": True, "x": 7})]
+    assert f"report: {root / 'reports' / 'quick' / 'songs'}" in r.stdout
+    assert sorted(p.name for p in (root / "reports").rglob("*") if p.is_file()) == ["01_ok.ipynb", "runs.json"]
     assert not (root / "figures").exists() or not any((root / "figures").glob("*.png"))
 
 def test_failing_cell_names_notebook_cell_and_error_and_keeps_finished_work(tmp_path):
     root = _project(tmp_path)
-    r = _run(root, "reproduce", "--data", "somewhere", "--only", "01_ok", "--only", "02_bad", "--no-html")
+    r = _run(root, "reproduce", "--data", _data(tmp_path), "--only", "01_ok", "--only", "02_bad", "--no-html")
     assert r.returncode == 1
     assert "02_bad failed at cell 3: ValueError: bad input x=1" in r.stderr, r.stderr
-    partial = root / "reports" / "02_bad.ipynb"
+    out = root / "reports" / "songs"
+    partial = out / "02_bad.ipynb"
     assert partial.exists() and str(partial) in r.stderr
-    assert (root / "reports" / "01_ok.ipynb").exists()          # the finished notebook is kept
-    assert [x["name"] for x in json.loads((root / "reports" / "runs.json").read_text())["runs"]] == ["01_ok"]
+    assert (out / "01_ok.ipynb").exists()          # the finished notebook is kept
+    assert [x["name"] for x in json.loads((out / "runs.json").read_text())["runs"]] == ["01_ok"]
+
+def test_dataset_parameters_and_prominent_warning(tmp_path):
+    "A notebook declaring `dataset` and `scheduler` gets them; a modality that matched nothing is said in one line."
+    root = _project(tmp_path)
+    _nb(root / "nbs" / "03_data.ipynb", "from pathlib import Path\nPath('ds.txt').write_text(f'{dataset} {scheduler}')",
+        params="dataset = 'm21-vocal'\nscheduler = 'processes'")
+    data = _data(tmp_path)
+    for f in (Path(data) / "Dataset" / "Audio").iterdir(): f.rename(f.with_name("x" + f.name))   # names no track
+    r = _run(root, "reproduce", "--quick", "--data", data, "--only", "03", "--no-html", "--scheduler", "tcp://h:1")
+    assert r.returncode == 0, r.stderr
+    assert (root / "nbs" / "ds.txt").read_text() == f"{data} tcp://h:1"
+    assert "!!! audio: only 0 of 8 items have a usable audio file" in r.stdout, r.stdout
+    v = _run(root, "validate", data)
+    assert v.returncode == 1 and v.stdout.strip().splitlines()[-1].startswith("!!! audio: only 0 of 8"), v.stdout
+
+def test_unknown_dataset_is_one_clear_line(tmp_path):
+    r = _run(_project(tmp_path), "reproduce", "--quick", "--data", str(tmp_path / "nowhere"), "--no-html")
+    assert r.returncode == 1 and "cannot read the dataset" in r.stderr and "nowhere" in r.stderr
+
+def test_lab_passes_options_through_and_allows_root():
+    from music_vae_nb.pipeline import build_parser, lab_command
+    a, extra = build_parser().parse_known_args(["lab", "--no-browser", "--port", "8890", "--ServerApp.token="])
+    cmd = lab_command(a.no_browser, extra)
+    assert cmd[-4:] == ["--no-browser", "--port", "8890", "--ServerApp.token="]
+    assert ("--allow-root" in cmd) == (os.geteuid() == 0)
 
 def test_cli_lists_its_subcommands():
     r = subprocess.run([str(BIN / "music-vae"), "--help"], capture_output=True, text=True)
