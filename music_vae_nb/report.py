@@ -265,14 +265,15 @@ def _winner(df, label, metric, candidates) -> pd.Series | None:
 def _beta_finding(df, label, metric, split, learned) -> dict | None:
     "The beta selected on valid against the best other beta of the same inputs."
     c = match(tidy(df), {**learned, "label": label, "beta": lambda c: c != ""})
-    n = c.groupby(["modalities", "features"]).beta.nunique()
-    sweeps = n[n >= 2].index                                   # inputs trained with two betas or more
+    sweep = ["model", "fusion", "modalities", "features"]
+    n = c.groupby(sweep).beta.nunique()
+    sweeps = n[n >= 2].index                                   # a model on inputs trained with two betas or more
     if not len(sweeps): return None
-    learned = {**learned, "modalities": [m for m, _ in sweeps], "features": [f for _, f in sweeps]}
+    learned = {**learned, **{col: [t[i] for t in sweeps] for i, col in enumerate(sweep)}}
     betas = sorted(set(match(c, learned).beta), key=float)
     best = {b: _winner(df, label, metric, {**learned, "beta": b}) for b in betas}
     chosen = max((b for b in betas if best[b] is not None), key=lambda b: best[b]["valid_mean"])
-    same = {c: best[chosen][c] for c in ("modalities", "features")}
+    same = {c: best[chosen][c] for c in sweep}
     rivals = {b: _winner(df, label, metric, {**learned, **same, "beta": b}) for b in betas if b != chosen}
     rivals = {b: r for b, r in rivals.items() if r is not None}
     if not rivals: return None
