@@ -138,8 +138,8 @@ def summarise(df: pd.DataFrame, keys: Sequence[str] = CONFIG_KEYS, level: float 
     if d.empty: return pd.DataFrame(columns=cols)
     return _summary(d, keys if "k" in keys else [*keys, "k_key"], level)[cols]
 
-# %% ../nbs/22_report.ipynb #148c444c
-SELECT_BY = ("notebook", "config", "algorithm", "k_rule")
+# %% ../nbs/22_report.ipynb #3178d03d
+SELECT_BY = tuple(c for c in CONFIG_KEYS if c not in ("split", "subset", "label", "metric"))
 
 def match(df: pd.DataFrame, spec: Mapping | None = None) -> pd.DataFrame:
     "Rows of the tidy `df` whose columns match `spec` (column -> value, list of values, or callable mask)."
@@ -290,8 +290,9 @@ def _stability_finding(df, label, metric, split, row, assignments) -> dict:
     out = dict(label=label, question="stability", a=describe(row), b="", mean_a=row["test_mean"], mean_b=np.nan,
                diff=np.nan, lo=row["test_lo"], hi=row["test_hi"], n=row["n"], verdict="")
     if assignments is not None and len(assignments):
+        spec = {c: v for c, v in _spec(row).items() if c in assignments.columns}
         a = match(tidy(assignments.assign(value=0.0)).assign(id=assignments["id"].to_numpy(),
-                  cluster=assignments["cluster"].to_numpy()), _spec(row))
+                  cluster=assignments["cluster"].to_numpy()), spec)
         st = repetition_stability(a)
         if len(st) and st.pairs.iloc[0]:
             s = st.iloc[0]
@@ -366,8 +367,9 @@ def headline_table(df: pd.DataFrame, labels: Sequence[str], metrics: Sequence[st
     d = dedupe(df); d = d[(d.subset == "") & d.metric.isin([*metrics, select_metric])]
     reps = d.loc[~d.model.isin(BASELINES), list(groups)].drop_duplicates().to_dict("records")
     S, rows = summarise(d[d.split == split]), []
+    by_label = {l: d[(d.label == l) & (d.metric == select_metric)] for l in labels}   # select on small tables
     for label, rep in itertools.product(labels, reps):
-        sel = select_on_valid(d, label, select_metric, rep)
+        sel = select_on_valid(by_label[label], label, select_metric, rep)
         if sel.empty: continue
         w = sel.iloc[0]
         rows.append(match(S, {**_spec(w), "label": label, "metric": list(metrics)}))
