@@ -429,7 +429,7 @@ def layout_root(csv: Path) -> Path:
 # %% ../nbs/11_data.ipynb #a1d0c012
 def read_csv_layout(path: str | Path, label: str | None = None) -> dict:
     "Raw manifest, matching table and problems of a track CSV (+ audio folder) at `path` (root, Dataset/, or the CSV)."
-    csv = find_track_csv(path)
+    csv = find_track_csv(Path(path).resolve())
     if csv is None: raise ValueError(f"{path}: no CSV with a track_name column (here, in CSV/ or in Dataset/CSV/)")
     t, probs = read_table(csv)
     label = label or next((c for c in GENRE_COLUMNS if c in t.columns), None)
@@ -529,7 +529,7 @@ def _level(items: dict, folder: Path, lab: str, fname: str, probs: list) -> dict
 # %% ../nbs/11_data.ipynb #a1d0c017
 def read_mirex_layout(path: str | Path, label: str | None = None) -> dict:
     "Raw manifest, matching table and problems of a folder with Audio/ Lyrics/ MIDIs/ sub-folders, flat or sorted."
-    folder = Path(path); dirs = modality_dirs(folder); items = _mirex_items(folder, dirs)
+    folder = Path(path).resolve(); dirs = modality_dirs(folder); items = _mirex_items(folder, dirs)
     meta = read_metadata(folder, set(items)); t, probs = meta if meta else (None, [])
     if t is not None:
         for k in t.index: items.setdefault(k, {"id": t.loc[k, "_id"], "files": {}, "cluster": set(), "category": set()})
@@ -562,7 +562,7 @@ def read_manifest_csv(path: str | Path, id: str = "id", group: str = "group", au
                       midi: str = "midi_path", lyrics: str = "lyrics", lyrics_path: str = "lyrics_path",
                       labels: Sequence[str] | None = None, primary_label: str | None = None) -> dict:
     "Raw manifest of a user's manifest CSV whose columns are named by the arguments."
-    path = Path(path); t = _read_csv(path)
+    path = Path(path).resolve(); t = _read_csv(path)
     if id not in t.columns: raise ValueError(f"{path.name}: no id column {id!r} (columns: {list(t.columns)})")
     used = {id, group, audio, midi, lyrics, lyrics_path, "split", "has_audio", "has_lyrics", "has_midi"}
     labels = list(labels) if labels is not None else [c for c in t.columns if c not in used]

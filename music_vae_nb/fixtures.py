@@ -48,7 +48,7 @@ def label_audio(k: int, rng: np.random.Generator, seconds: float = 3.0, sr: int 
 def label_midi(k: int, rng: np.random.Generator, seconds: float = 3.0):
     "A melody over a held chord of class `k`: tonic 60 + 2k, major when k is even, tempo 80 + 15k qpm."
     scale = np.array([0, 2, 4, 5, 7, 9, 11] if k % 2 == 0 else [0, 2, 3, 5, 7, 8, 10]) + 60 + 2 * k
-    beat = 60 / (80 + 15 * k); n = int(seconds / beat)
+    beat = 60 / (80 + 15 * k); n = max(2, int(seconds / beat))
     mel = [(scale[rng.integers(7)], i * beat, (i + 1) * beat) for i in range(n)]
     chord = [(p - 12, 0, n * beat) for p in scale[[0, 2, 4]]]
     return toy_midi([mel, chord], tempo=80 + 15 * k, program=0)
