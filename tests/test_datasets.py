@@ -75,3 +75,26 @@ def test_validate_main_lists_missing_files_and_names_the_rule(tmp_path):
 def test_unknown_source():
     with pytest.raises(FileNotFoundError, match="neither a built-in"): DS.load_dataset("no-such-dataset")
     with pytest.raises(KeyError): DS.load_builtin("nope")
+
+
+def test_relative_paths_and_a_named_label_column(tmp_path, monkeypatch):
+    make_seed2_flat(tmp_path / "mx", n=10, seconds=0.5)
+    monkeypatch.chdir(tmp_path)
+    ds = DS.load_dataset("mx")                                            # relative to the working folder
+    assert ds.manifest.has_audio.sum() >= 7 and all(Path(p).is_absolute() for p in ds.manifest.audio_path if p)
+    s1 = make_seed1_layout(tmp_path / "s1", n=12, seconds=0.5)
+    ds = DS.load_dataset(s1, label="track_artist")                       # the user names the label column
+    assert ds.primary_label == "track_artist" and ds.labels == ["track_artist"]
+
+
+def test_decoder_chatter_stays_off_the_terminal(tmp_path, capfd):
+    from music_vae_nb.data import check_audio
+    from music_vae_nb.fixtures import tone
+    import soundfile as sf
+    sf.write(tmp_path / "ok.mp3", tone(440, 2.0), 16_000)
+    b = (tmp_path / "ok.mp3").read_bytes(); (tmp_path / "cut.mp3").write_bytes(b[: len(b) // 2])
+    (tmp_path / "junk.mp3").write_bytes(b"ID3" + bytes(range(256)) * 8)
+    capfd.readouterr()
+    got = [check_audio(tmp_path / f) for f in ("ok.mp3", "cut.mp3", "junk.mp3")]
+    assert got[0] is None and got[1].startswith("truncated") and got[2].startswith("cannot decode MP3")
+    assert capfd.readouterr().err == ""
