@@ -20,7 +20,8 @@ __all__ = ['CONFIG_KEYS', 'REPETITION_KEYS', 'BASELINES', 'BASELINE_KEYS', 'FIXE
            'SELECT_BY', 'SCORES', 'key_text', 'tidy', 'synthetic_metrics', 't_interval', 'dedupe', 'summarise', 'match',
            'select_on_valid', 'verdict', 'paired_difference', 'group_bootstrap', 'repetition_stability', 'is_fused',
            'describe', 'fmt_interval', 'finding_table', 'findings', 'label_confounds', 'scores_within', 'best_per',
-           'headline_table', 'interval_table', 'png_bytes', 'table_html', 'make_report_html', 'standard_sections']
+           'headline_table', 'interval_table', 'png_bytes', 'table_html', 'make_report_html', 'standard_sections',
+           'representation_table', 'comparison_sentence', 'beta_table']
 
 # %% ../nbs/22_report.ipynb #d42ac534
 CONFIG_KEYS = ["dataset", "notebook", "config", "model", "modalities", "features", "fusion", "beta", "latent_dim",
@@ -374,7 +375,7 @@ def headline_table(df: pd.DataFrame, labels: Sequence[str], metrics: Sequence[st
         w = sel.iloc[0]
         rows.append(match(S, {**_spec(w), "label": label, "metric": list(metrics)}))
     rows.append(S[S.model.isin(BASELINES) & S.label.isin(labels) & S.metric.isin(metrics)])
-    cols = ["label", *groups, "config", "algorithm", "k_rule", "k", "metric", "mean", "lo", "hi", "n"]
+    cols = ["label", *groups, *[c for c in ("config", "algorithm", "k_rule", "k", "metric", "mean", "lo", "hi", "n") if c not in groups]]
     return pd.concat(rows, ignore_index=True)[cols] if rows else pd.DataFrame(columns=cols)
 
 def interval_table(h: pd.DataFrame, index: Sequence[str] = ("model", "modalities"), columns: Sequence[str] = ("label", "metric"),
@@ -500,3 +501,34 @@ def _tables(d, labels, primary_label, metric, split, manifest) -> list[tuple]:
         if len(w): out.append((w, f"{l} scored within each value of {primary_label} ({M} on {split}), by the model "
                                   f"selected for {primary_label}."))
     return out
+
+# %% ../nbs/22_report.ipynb #c52175c2
+def representation_table(df: pd.DataFrame, labels: Sequence[str], names: Mapping[str, str] | None = None,
+                         metrics: Sequence[str] = ("ami", "ari"), select_metric: str = "ami", split: str = "test") -> pd.DataFrame:
+    "One row per configuration (named by `names`) and baseline; per label and metric 'mean [lo, hi]' on `split` (selected on valid)."
+    h = headline_table(df, labels, metrics, select_metric, groups=("config", "model"), split=split)
+    if h.empty: return pd.DataFrame()
+    names = names or {}
+    h = h.assign(representation=[f"{m} (k={k})" if m in BASELINES else names.get(c, c) for c, m, k in zip(h.config, h.model, h.k)])
+    alg = h[h.metric == select_metric].assign(cell=lambda t: np.where(t.model.isin(BASELINES), "", t.algorithm + " " + t.k_rule))
+    t = interval_table(h, index=("representation",))
+    how = alg.pivot_table(index="representation", columns="label", values="cell", aggfunc="first", sort=False)
+    return t.merge(how.add_prefix("clustering: ").reset_index(), on="representation", how="left")
+
+def comparison_sentence(df: pd.DataFrame, a: str, b: str, label: str, names: Mapping[str, str] | None = None,
+                        metric: str = "ami", split: str = "test") -> str:
+    "A paired comparison of configurations `a` and `b` (config ids, each at its selection on valid) for `label`, as a sentence."
+    names = names or {}
+    d = dedupe(df); d = d[d.metric == metric]
+    wa, wb = _winner(d, label, metric, {"config": a}), _winner(d, label, metric, {"config": b})
+    r = _compare(d, label, metric, split, "comparison", names.get(a, a), wa, names.get(b, b), wb)
+    return r["sentence"] if r else f"{label}: {names.get(a, a)} and {names.get(b, b)} have no paired {metric.upper()} scores on {split}."
+
+def beta_table(df: pd.DataFrame, labels: Sequence[str], configs: Sequence[str], metric: str = "ami") -> pd.DataFrame:
+    "At each beta among `configs`, the configuration selected on valid and its test mean [lo, hi], per label."
+    parts = [best_per(df, "beta", l, metric, {"config": list(configs)}).assign(label=l) for l in labels]
+    parts = [p for p in parts if len(p)]
+    if not parts: return pd.DataFrame(columns=["label", "beta", "config", "algorithm", "test_mean", "test_lo", "test_hi", "n"])
+    out = pd.concat(parts, ignore_index=True)
+    return out.assign(beta=pd.to_numeric(out.beta)).sort_values(["label", "beta"], ignore_index=True)[
+        ["label", "beta", "config", "algorithm", "valid_mean", "test_mean", "test_lo", "test_hi", "n"]]
