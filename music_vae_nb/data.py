@@ -107,8 +107,9 @@ def _split_ids(self: Dataset, split_seed: int = 0) -> dict:
     "{'train', 'valid', 'test', 'all'} -> ids (manifest order) of the group split drawn with `split_seed` (0: the manifest's)."
     if split_seed not in self._splits:
         m = self.manifest; ids = m.index.to_numpy(dtype=str)
-        sp = (m["split"].to_numpy(dtype=str) if split_seed == 0 else
-              group_split(m["group"], m[self.primary_label], seed=split_seed, by_size=False) if len(m) else ids)
+        own = split_seed == 0 and bool(m["split"].isin(SPLITS).all())           # the manifest's split, when it has one
+        sp = (m["split"].to_numpy(dtype=str) if own or not len(m) else
+              group_split(m["group"], m[self.primary_label], seed=split_seed, by_size=split_seed == 0))
         self._splits[split_seed] = {**{s: ids[sp == s] for s in SPLITS}, "all": ids}
     return self._splits[split_seed]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from .core import file_lock, fingerprint
-from .data import (Dataset, REPORT_COLUMNS, builtin_root, detect_layout, finish_dataset, is_missing,
+from .data import (Dataset, MODALITY_NAMES, REPORT_COLUMNS, builtin_root, detect_layout, finish_dataset, is_missing,
                                name_root, read_dataset, read_layout, slug_of, source_fingerprint, user_root, validate_rows)
 from . import m21
 
@@ -119,7 +119,7 @@ def validate_main(path: str) -> int:
     for mod, g in rep[miss].groupby("modality", sort=False):
         if len(g) <= MAX_MISSING_LINES:
             for r in g.itertuples(): print(f"{r.id}: {r.problem}")
-        else: print(f"{len(g)} items have no {mod} file (listed in validation.csv)")
+        else: print(f"{len(g)} items have no {MODALITY_NAMES.get(mod, mod)} file (listed in validation.csv)")
     print(dataset_summary(ds))
     for w in ds.info.get("warnings", []): print(w)
     return 0 if usable(ds) else 1

@@ -235,3 +235,12 @@ def test_split_ids_repeated_group_splits(tmp_path):
     for seed in (1, 2):                                                             # labels stay with their ids
         assert (labels.loc[back.ids("test", seed)] == m.set_index("id").loc[back.ids("test", seed), "genre"]).all()
     assert back.split_ids(3) is back.split_ids(3)                                   # cached per seed
+
+
+def test_split_ids_without_a_split_column(tmp_path):
+    m = pd.DataFrame({"id": [f"i{j}" for j in range(30)], "group": [f"g{j // 2}" for j in range(30)],
+                      "mood": ["calm", "angry", "sad"] * 10})
+    ds = D.Dataset("x", tmp_path, D.normalise_manifest(m, ["mood"]), ["mood"], "mood")
+    sp = ds.split_ids(0)                                        # no split in the manifest: drawn with seed 0
+    assert sum(len(sp[s]) for s in D.SPLITS) == 30 and all(len(sp[s]) for s in D.SPLITS)
+    assert list(sp["test"]) == [i for i, s in zip(m.id, D.group_split(m.group, m.mood, seed=0)) if s == "test"]
