@@ -18,7 +18,7 @@ from .data import Dataset, check_audio, quiet_decoder
 __all__ = ['INSTALL_HINT', 'NOTE_PARAMS', 'N_OVERLAP_FRAMES', 'has_basic_pitch', 'model_path', 'model_key', 'model_outputs',
            'transcribe_audio', 'note_array', 'pitch_class_histogram', 'transcription_agreement', 'TranscriptionError',
            'read_audio', 'transcribe_file', 'audio_hash', 'transcribed_path', 'transcribe_to', 'transcribe_dataset',
-           'dataset_agreement']
+           'dataset_agreement', 'time_transcription']
 
 # %% ../nbs/18_transcribe.ipynb #ea847a61
 INSTALL_HINT = ('transcription needs basic-pitch: pip install "music-vae-nb[transcribe]" '
@@ -215,3 +215,16 @@ def dataset_agreement(ds: Dataset, ids: Sequence[str] | None = None, **kwargs) -
             for id in ids if t.midi_path[id]]
     return pd.DataFrame(rows, columns=["id", "n_ref", "n_est", "note_precision", "note_recall", "note_f",
                                        "onset_f", "pitch_class_overlap"])
+
+# %% ../nbs/18_transcribe.ipynb #4775d15f
+def time_transcription(ds: Dataset, ids: Sequence[str] | None = None) -> pd.DataFrame:
+    "Seconds of audio, CPU and wall seconds of `transcribe_audio` per item of `ds` with audio (or `ids`); one process."
+    import time
+    m = ds.manifest if ids is None else ds.manifest.loc[list(ids)]
+    rows = []
+    for id in m.index[m["has_audio"]]:
+        y, sr = read_audio(ds.audio_file(id))
+        c, w = time.process_time(), time.perf_counter()
+        transcribe_audio(y, sr)
+        rows.append(dict(id=id, audio_s=len(y) / sr, cpu_s=time.process_time() - c, wall_s=time.perf_counter() - w))
+    return pd.DataFrame(rows, columns=["id", "audio_s", "cpu_s", "wall_s"])
