@@ -1,6 +1,6 @@
 """Scale benchmark of the clustering suite: seconds, peak memory, NMI and growth exponent per algorithm.
 
-Usage: python bench/cluster.py [--sizes 1000,4000,16000,64000,100000] [--max-n N] [--old-max-n 16000] [--dim 16]
+Usage: python bench/cluster.py [--sizes 1000,4000,16000,64000,100000] [--max-n N] [--old-max-n 16000] [--dim 16] [--std 1.0]
 
 For each size n it draws seeded, well separated Gaussian blobs (16-d by default, 3 to 8 classes drawn from the
 seed) and runs, per algorithm, what the evaluation protocol runs on one embedding: a fit at k = the number of
@@ -69,9 +69,9 @@ def suite(Z, y, alg, exact: bool, seed: int = 0) -> dict:
     return dict(nmi=e["nmi"], ami=e["ami"], k_chosen=k, nmi_chosen=external_scores(y, lab_k)["nmi"])
 
 
-def blobs(n: int, dim: int, seed: int):
+def blobs(n: int, dim: int, seed: int, std: float = 1.0):
     n_classes = int(np.random.default_rng(seed + n).integers(3, 9))
-    Z, y = make_blobs(n_samples=n, centers=n_classes, n_features=dim, cluster_std=1.0, center_box=(-10, 10),
+    Z, y = make_blobs(n_samples=n, centers=n_classes, n_features=dim, cluster_std=std, center_box=(-10, 10),
                       random_state=seed)
     return Z, y, n_classes
 
@@ -98,15 +98,16 @@ def main(argv=None):
     p.add_argument("--old-max-n", type=int, default=16000, help="run the exact (old) path up to this size")
     p.add_argument("--dim", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--std", type=float, default=1.0, help="cluster_std of the blobs (centres in a box of +-10)")
     p.add_argument("--algorithms", default=",".join(ALGORITHMS))
     a = p.parse_args(argv)
     sizes = [int(s) for s in a.sizes.split(",") if not a.max_n or int(s) <= a.max_n]
     algs = a.algorithms.split(",")
     print(f"limits: FIT_MAX={FIT_MAX} SWEEP_MAX={SWEEP_MAX} SCORE_MAX={SCORE_MAX}; dim={a.dim}; cores={os.cpu_count()}; "
-          f"memory = psutil RSS sampled every 5 ms", flush=True)
+          f"blob std={a.std}; memory = psutil RSS sampled every 5 ms", flush=True)
     rows = []
     for n in sizes:
-        Z, y, c = blobs(n, a.dim, a.seed)
+        Z, y, c = blobs(n, a.dim, a.seed, a.std)
         for path in ("new", "old"):
             if path == "old" and n > a.old_max_n: continue
             for alg in algs:
@@ -136,7 +137,8 @@ def main(argv=None):
     new = df[df.path == "new"]
     if len(new):
         big = new[new.n == new.n.max()]
-        print(f"\nnew path at n={big.n.max()}: total {big.seconds.sum():.1f} s, process peak RSS {df.peak_mb.max():.0f} MB")
+        print(f"\nnew path at n={big.n.max()}: total {big.seconds.sum():.1f} s, peak RSS during it {big.peak_mb.max():.0f} MB "
+              f"(process peak over the whole run {df.peak_mb.max():.0f} MB)")
     return df
 
 

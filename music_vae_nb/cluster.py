@@ -145,7 +145,7 @@ def cluster(Z: np.ndarray, algorithm: str, k: int | None = None, random_state: i
     if algorithm not in ALGORITHMS: raise KeyError(f"unknown algorithm {algorithm!r}; choose from {list(ALGORITHMS)}")
     Z = np.asarray(Z, dtype=np.float64)
     if algorithm not in DENSITY:
-        if k is None: k, _ = choose_k(Z, algorithm, random_state=random_state, max_items=max_fit and SWEEP_MAX)
+        if k is None: k, _ = choose_k(Z, algorithm, random_state=random_state, max_items=None if max_fit is None else SWEEP_MAX)
         if not 1 <= k <= len(Z): raise ValueError(f"k={k} impossible for {len(Z)} points")
     return np.asarray(ALGORITHMS[algorithm](Z, k, random_state=random_state, max_fit=max_fit, **kw), dtype=int)
 
