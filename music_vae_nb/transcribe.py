@@ -27,7 +27,8 @@ _NEEDS = ("basic_pitch", "onnxruntime", "mir_eval", "resampy")
 
 def has_basic_pitch() -> bool:
     "True when basic-pitch and its runtime needs (onnxruntime, mir_eval, resampy) are importable."
-    return all(importlib.util.find_spec(m) is not None for m in _NEEDS)
+    try: return all(importlib.util.find_spec(m) is not None for m in _NEEDS)
+    except (ImportError, ValueError): return False                       # a module blocked in sys.modules
 
 def _basic_pitch():
     "The `basic_pitch` package, imported without its backend warnings; ImportError(`INSTALL_HINT`) when absent."

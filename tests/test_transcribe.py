@@ -79,7 +79,7 @@ def test_resampling_any_rate(rendered):
     assert a["pitch_class_overlap"] >= 0.8 and a["onset_f"] >= 0.75, a
 
 
-def test_agreement_known_values():
+def test_agreement_known_values(bp):
     ref = two_voice()
     a = T.transcription_agreement(ref, ref)
     assert (a["note_f"], a["onset_f"], a["pitch_class_overlap"], a["n_ref"], a["n_est"]) == (1.0, 1.0, 1.0, 12, 12)
