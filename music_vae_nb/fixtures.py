@@ -38,24 +38,26 @@ def toy_midi(voices: list, tempo: float = 120.0, program: int = 52, velocity: in
 FILLER = "the and you we oh yeah in night time my your all".split()
 
 def label_audio(k: int, rng: np.random.Generator, seconds: float = 3.0, sr: int = SR) -> np.ndarray:
-    "A clip of class `k`: pitch, pulse rate and brightness grow with `k`; float32, peak 0.3, shape (seconds * sr,)."
+    "A clip of class `k`: pitch, pulse rate and brightness grow with `k`, each with item noise; float32, peak 0.3."
     t = np.arange(int(seconds * sr)) / sr
-    f0 = 196.0 * 2 ** (3 * k / 12) * (1 + rng.normal(0, 0.01))
-    gate = (np.sin(2 * np.pi * (1.5 + k) * t + rng.uniform(0, 2 * np.pi)) > -0.3).astype(np.float32)
-    y = gate * sum(np.sin(2 * np.pi * h * f0 * t) / h for h in range(1, 2 + k)) + rng.normal(0, 0.02, len(t))
+    f0 = 196.0 * 2 ** ((3 * k + rng.normal(0, 2.5)) / 12)
+    gate = (np.sin(2 * np.pi * max(0.5, 1.5 + 0.7 * k + rng.normal(0, 0.6)) * t + rng.uniform(0, 2 * np.pi)) > -0.3)
+    n_harm = int(np.clip(1 + k + rng.integers(-1, 2), 1, 8))
+    y = gate * sum(np.sin(2 * np.pi * h * f0 * t) / h for h in range(1, n_harm + 1)) + rng.normal(0, 0.1, len(t))
     return (0.3 * y / np.abs(y).max()).astype(np.float32)
 
 def label_midi(k: int, rng: np.random.Generator, seconds: float = 3.0):
-    "A melody over a held chord of class `k`: tonic 60 + 2k, major when k is even, tempo 80 + 15k qpm."
-    scale = np.array([0, 2, 4, 5, 7, 9, 11] if k % 2 == 0 else [0, 2, 3, 5, 7, 8, 10]) + 60 + 2 * k
-    beat = 60 / (80 + 15 * k); n = max(2, int(seconds / beat))
+    "A melody over a held chord of class `k`: major when k is even, tonic about 60 + 2k, tempo about 80 + 15k qpm."
+    tempo = float(np.clip(80 + 15 * k + rng.normal(0, 12), 50, 200))
+    scale = np.array([0, 2, 4, 5, 7, 9, 11] if k % 2 == 0 else [0, 2, 3, 5, 7, 8, 10]) + 60 + 2 * k + rng.integers(-3, 4)
+    beat = 60 / tempo; n = max(2, int(seconds / beat))
     mel = [(scale[rng.integers(7)], i * beat, (i + 1) * beat) for i in range(n)]
     chord = [(p - 12, 0, n * beat) for p in scale[[0, 2, 4]]]
-    return toy_midi([mel, chord], tempo=80 + 15 * k, program=0)
+    return toy_midi([mel, chord], tempo=tempo, program=0)
 
-def label_lyrics(words: list[str], rng: np.random.Generator, n_lines: int = 4) -> str:
-    "A few lines, two thirds of their words drawn from `words` (the class's vocabulary), the rest filler."
-    line = lambda: " ".join(rng.choice(words) if rng.random() < 2 / 3 else rng.choice(FILLER) for _ in range(6))
+def label_lyrics(words: list[str], rng: np.random.Generator, n_lines: int = 3, share: float = 0.15) -> str:
+    "A few lines of six words, each drawn from `words` (the class's vocabulary) with probability `share`, else filler."
+    line = lambda: " ".join(rng.choice(words) if rng.random() < share else rng.choice(FILLER) for _ in range(6))
     return "\n".join(line().capitalize() for _ in range(n_lines))
 
 # %% ../nbs/19_fixtures.ipynb #f1e70012
