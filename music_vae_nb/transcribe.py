@@ -190,18 +190,20 @@ def transcribe_dataset(ds: Dataset, which: str = "missing", cache_dir: str | Pat
         print(f"transcribe: skipped {len(m)} items: {INSTALL_HINT}", file=sys.stderr)
         return pd.DataFrame({"id": m.index.astype(str), "midi_path": "", "status": "basic-pitch not installed"})
     cache = Path(cache_dir) if cache_dir is not None else ds.cache_dir / "transcribed"
-    rows, jobs = {}, {}
+    rows, todo = {}, {}                                                   # todo: MIDI path -> audio (one job per content)
     for id in m.index:
         audio = ds.audio_file(id)
         if audio is None: rows[id] = ("", "no audio"); continue
         if not audio.is_file(): rows[id] = ("", "no audio: file not found"); continue
         out = transcribed_path(cache, audio)
-        rows[id] = (str(out), "cached") if out.is_file() else (str(out), None)
-        if not out.is_file(): jobs[id] = (audio, out)
-    done = _parallel_map(transcribe_to, list(jobs.values()), n_jobs, scheduler, "transcribe", progress) if jobs else []
-    for id, status in zip(jobs, done):
-        rows[id] = (rows[id][0] if status == "transcribed" else "", status)
-        if status != "transcribed": print(f"transcribe: {id}: {status}", file=sys.stderr)
+        rows[id] = (str(out), "cached" if out.is_file() else None)
+        if not out.is_file(): todo.setdefault(out, audio)
+    jobs = [(a, o) for o, a in todo.items()]
+    done = dict(zip(todo, _parallel_map(transcribe_to, jobs, n_jobs, scheduler, "transcribe", progress))) if jobs else {}
+    for id, (p, status) in rows.items():
+        if status is None:
+            status = done[Path(p)]; rows[id] = (p if status == "transcribed" else "", status)
+            if status != "transcribed": print(f"transcribe: {id}: {status}", file=sys.stderr)
     return pd.DataFrame([(id, p, s) for id, (p, s) in rows.items()], columns=["id", "midi_path", "status"])
 
 # %% ../nbs/18_transcribe.ipynb #292723f6

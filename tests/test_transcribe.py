@@ -116,6 +116,17 @@ def test_item_without_midi_gets_a_transcribed_row_and_cache_is_reused(rendered, 
     assert len(calls) == 1 and t3.status["audio_only"] == "transcribed" and out.exists()
 
 
+def test_same_audio_content_is_transcribed_once(rendered, tmp_path, monkeypatch):
+    ds = tiny_dataset(tmp_path / "tiny", rendered)
+    (tmp_path / "tiny" / "copy.wav").write_bytes((tmp_path / "tiny" / "fixture.wav").read_bytes())
+    m = ds.manifest.copy(); m.loc["audio_only", "audio_path"] = "copy.wav"
+    ds = save_dataset(tmp_path / "tiny", m, "tiny", ["label"], "label")
+    calls, real = [], T.transcribe_audio
+    monkeypatch.setattr(T, "transcribe_audio", lambda y, sr: calls.append(1) or real(y, sr))
+    t = T.transcribe_dataset(ds, which="all", scheduler="local", progress=False, ids=["both", "audio_only"])
+    assert len(calls) == 1 and list(t.status) == ["transcribed", "transcribed"] and t.midi_path[0] == t.midi_path[1]
+
+
 def test_which_all_and_processes(rendered, tmp_path):
     ds = tiny_dataset(tmp_path / "tiny", rendered)
     t = T.transcribe_dataset(ds, which="all", cache_dir=tmp_path / "cache", n_jobs=2, scheduler="processes",
