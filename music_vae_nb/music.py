@@ -13,9 +13,9 @@ from .features import pitch_class_histogram
 
 # %% auto #0
 __all__ = ['SOUNDFONT', 'QUARTER_GRID', 'AC_LAGS', 'BAR_CANDIDATES', 'IOI_BINS', 'KK_MAJOR', 'KK_MINOR', 'TEMPO_RATIOS',
-           'metre_pattern', 'cadence', 'render', 'midi_notes', 'score_beats', 'onset_train', 'autocorr', 'lag_value',
-           'estimate_beat', 'note_beats', 'declared_metre', 'metre_features', 'rhythm_features', 'key_profile_scores',
-           'estimate_key', 'tonality_features', 'final_features', 'top_voice', 'melody_features',
+           'metre_pattern', 'cadence', 'plucked', 'render', 'midi_notes', 'score_beats', 'onset_train', 'autocorr',
+           'lag_value', 'estimate_beat', 'note_beats', 'declared_metre', 'metre_features', 'rhythm_features',
+           'key_profile_scores', 'estimate_key', 'tonality_features', 'final_features', 'top_voice', 'melody_features',
            'midi_music_feature_names', 'midi_music_features', 'onset_envelope', 'beat_phase', 'subdivision_profile',
            'beat_features', 'beat_chroma', 'audio_music_feature_names', 'audio_music_features']
 
@@ -23,18 +23,19 @@ __all__ = ['SOUNDFONT', 'QUARTER_GRID', 'AC_LAGS', 'BAR_CANDIDATES', 'IOI_BINS',
 SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
 
 def _score(voices: list, tempo: float, program: int = 0):
-    "A PrettyMIDI at `tempo` qpm with one instrument per voice; a voice is a list of (pitch, start s, end s)."
+    "A PrettyMIDI at `tempo` qpm with one instrument per voice; a voice is a list of (pitch, start s, end s[, velocity])."
     pm = pretty_midi.PrettyMIDI(initial_tempo=tempo)
     for v in voices:
         inst = pretty_midi.Instrument(program=program)
-        inst.notes = [pretty_midi.Note(velocity=90, pitch=int(p), start=float(s), end=float(e)) for p, s, e in v]
+        inst.notes = [pretty_midi.Note(velocity=int(n[3]) if len(n) > 3 else 90, pitch=int(n[0]), start=float(n[1]), end=float(n[2]))
+                      for n in v]
         pm.instruments.append(inst)
     return pm
 
 def metre_pattern(metre: str = "6/8", seconds: float = 30.0, tempo: float = 120.0, declare: bool = True):
-    "Eighth notes at `tempo` quarters per minute, grouped by 3 (`'6/8'`) or 2 (`'2/4'`): bass and accent on each group's first eighth; the time signature written only if `declare`."
+    "Eighth notes at `tempo` quarters per minute, grouped by 3 (`'6/8'`) or 2 (`'2/4'`): a bass note and a louder, higher melody note on each group's first eighth; the time signature written only if `declare`."
     g = {"6/8": 3, "2/4": 2}[metre]; e = 30.0 / tempo; n = int(seconds / e)
-    mel = [(76 if i % g == 0 else 72, i * e, (i + 1) * e) for i in range(n)]
+    mel = [(76, i * e, (i + 1) * e, 110) if i % g == 0 else (72, i * e, (i + 1) * e, 70) for i in range(n)]
     bass = [((48, 55)[(i // g) % 2], i * e, (i + g) * e) for i in range(0, n, g)]
     pm = _score([mel, bass], tempo)
     if declare: pm.time_signature_changes = [pretty_midi.TimeSignature(int(metre[0]), int(metre[2]), 0.0)]
@@ -52,12 +53,22 @@ def cadence(tonic: int = 60, mode: str = "major", beat: float = 0.5):
     low = [(tonic - 12 + p, t0 + 2 * i * beat, t0 + 2 * (i + 1) * beat) for i, c in enumerate(chords) for p in c]
     return _score([mel + top, low], 60.0 / beat)
 
+def plucked(pm, sr: int = 16_000) -> np.ndarray:
+    "Mono float64 audio of `pm` without a soundfont: every note three sine harmonics under a 0.3 s exponential decay (so each onset is heard)."
+    y = np.zeros(int(np.ceil(pm.get_end_time() * sr)) + 1)
+    for inst in pm.instruments:
+        for n in inst.notes:
+            a, b = int(n.start * sr), int(n.end * sr); t = np.arange(b - a) / sr
+            f = 440.0 * 2 ** ((n.pitch - 69) / 12)
+            y[a:b] += n.velocity / 127 * np.exp(-t / 0.3) * sum(np.sin(2 * np.pi * h * f * t) / h for h in (1, 2, 3))
+    return y
+
 def render(pm, sr: int = 16_000) -> np.ndarray:
-    "Mono float32 audio of `pm` at `sr` Hz: fluidsynth with `SOUNDFONT` when it exists, else pretty_midi's sine synthesis."
+    "Mono float32 audio of `pm` at `sr` Hz, peak 0.5: fluidsynth with `SOUNDFONT` when it exists, else `plucked` sines."
     import warnings
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        y = pm.fluidsynth(fs=sr, sf2_path=str(SOUNDFONT)) if SOUNDFONT.exists() else pm.synthesize(fs=sr)
+        y = pm.fluidsynth(fs=sr, sf2_path=str(SOUNDFONT)) if SOUNDFONT.exists() else plucked(pm, sr)
     return (0.5 * y / max(np.abs(y).max(), 1e-9)).astype(np.float32)
 
 # %% ../nbs/16_music.ipynb #07581ea5

@@ -1,0 +1,88 @@
+"""Known answers of music_vae_nb.music: metre, rhythm, tonality and melody from MIDI and from rendered audio.
+
+Synthetic and exact: a 6/8 and a 2/4 pattern at the same tempo (with and without a time signature), a major
+and a minor cadence in every key, a dotted and an even rhythm. The audio paths are the ones the store runs
+(our own onset envelope and peak picking; chroma without a tuning estimate), so a numba crash would show here.
+"""
+import numpy as np
+import pytest
+import pretty_midi
+
+import music_vae_nb.music as M
+from music_vae_nb.features import spectra
+
+MIDI_NAMES = M.midi_music_feature_names()
+AUDIO_NAMES = M.audio_music_feature_names()
+
+
+def _m(pm, name, beat="score"):
+    return M.midi_music_features(pm, beat)[MIDI_NAMES.index(name)]
+
+
+@pytest.mark.parametrize("declare", [True, False])
+def test_metre_from_score_beats_separates_6_8_from_2_4(declare):
+    six, two = M.metre_pattern("6/8", declare=declare), M.metre_pattern("2/4", declare=declare)
+    assert _m(six, "ac1.5-ac1") > 0.5 and _m(two, "ac1.5-ac1") < -0.5
+    assert _m(six, "metricity_bar1.5[beats]") > _m(two, "metricity_bar1.5[beats]")
+    assert _m(six, "ts_compound") == float(declare) and _m(two, "ts_compound") == 0.0
+    assert _m(six, "ts_declared") == _m(two, "ts_declared") == float(declare)
+
+
+def test_metre_from_estimated_beats_reads_the_subdivision():
+    six, two = (M.midi_music_features(M.metre_pattern(m, declare=False), "estimate") for m in ("6/8", "2/4"))
+    pos = lambda v, i: v[MIDI_NAMES.index(f"beat_pos{i}/12")]
+    assert pos(six, 4) > 0 and pos(six, 8) > 0 and pos(six, 6) == 0          # thirds of the beat
+    assert pos(two, 6) > 0 and pos(two, 4) == pos(two, 8) == 0               # halves of the beat
+
+
+@pytest.mark.skipif(not M.SOUNDFONT.exists(), reason="no soundfont: the plucked-sine fallback does not carry the accents")
+def test_metre_from_rendered_audio():
+    f = {m: dict(zip(AUDIO_NAMES, M.audio_music_features(M.render(M.metre_pattern(m, declare=False)))))
+         for m in ("6/8", "2/4")}
+    assert abs(f["6/8"]["tempo[BPM]"] - 80) < 2 and abs(f["2/4"]["tempo[BPM]"] - 120) < 2
+    assert f["6/8"]["triple-duple"] > 0.2 > f["2/4"]["triple-duple"]
+
+
+def test_key_invariant_histogram_is_identical_in_every_key():
+    tonal = [i for i, n in enumerate(MIDI_NAMES) if n.startswith(("pc_rel", "r_", "major", "key_", "final_"))]
+    ev = MIDI_NAMES.index("major-minor")
+    for mode, t0 in (("major", 60), ("minor", 57)):
+        V = np.stack([M.midi_music_features(M.cadence(t0 + k, mode)) for k in range(-6, 6)])
+        np.testing.assert_allclose(V[:, tonal], np.repeat(V[:1, tonal], 12, axis=0), atol=1e-6)
+        assert np.sign(V[:, ev]).tolist() == [1.0 if mode == "major" else -1.0] * 12
+    assert M.estimate_key(M.pitch_class_histogram(M.cadence(62, "minor"))) == (2, "minor")
+
+
+def test_mode_from_rendered_audio_has_opposite_signs():
+    ev = AUDIO_NAMES.index("major-minor")
+    for t in (55, 62):
+        assert M.audio_music_features(M.render(M.cadence(t, "major", 0.6)))[ev] > 0
+        assert M.audio_music_features(M.render(M.cadence(t, "minor", 0.6)))[ev] < 0
+
+
+def test_long_short_share_dotted_vs_even():
+    dotted = np.cumsum([0] + [0.75, 0.25] * 8)[:-1]; even = np.arange(16) * 0.5
+    i = len(M.IOI_BINS)
+    assert M.rhythm_features(dotted, dotted)[i] == 1.0 and M.rhythm_features(even, even)[i] == 0.0
+    pm = M._score([[(60 + k % 2, s, s + d) for k, (s, d) in enumerate(zip(dotted / 2, [0.375, 0.125] * 8))]], 120.0)
+    assert _m(pm, "longshort_share") == 1.0                                     # the same from a score
+
+
+def test_melody_and_final_sonority():
+    np.testing.assert_array_equal(M.melody_features([60, 62, 64, 60, 60]),
+                                  np.array([0.25, 0.5, 0.25, 2.0, 4, 0.25, 0.5], np.float32))
+    N = M.note_beats(M.cadence(57, "minor"))
+    assert M.final_features(N, 9).tolist() == [1, 0, 0, 1]                      # A minor ends on A with C
+
+
+def test_audio_features_reuse_the_shared_spectra():
+    y = M.render(M.cadence(60, "major", 0.6))
+    np.testing.assert_array_equal(M.audio_music_features(y), M.audio_music_features(y, spec=spectra(y)))
+    assert M.audio_music_features(y).shape == (len(AUDIO_NAMES),) == (39,)
+
+
+def test_empty_inputs():
+    with pytest.raises(ValueError, match="no notes"):
+        M.midi_music_features(pretty_midi.PrettyMIDI())
+    f = M.audio_music_features(np.zeros(16_000, np.float32))
+    assert np.isfinite(f).all()
