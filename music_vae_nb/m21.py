@@ -4,34 +4,39 @@
 
 # %% ../nbs/12_m21.ipynb #3bf50bcb
 from __future__ import annotations
-import json, os, re, time, unicodedata
+import hashlib, json, os, re, time, unicodedata
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
-from .core import atomic_path, data_dir, fingerprint, write_json, write_csv
+from .core import atomic_path, data_dir, file_lock, fingerprint, write_json, write_csv
 from .data import group_split, save_dataset, read_dataset, builtin_root, validate_rows, write_validation
 
 # %% auto #0
-__all__ = ['BUILD_VERSION', 'COLLECTIONS', 'LANGUAGE', 'TEMPO_QPM', 'CLIP_SECONDS', 'MAX_CLIPS_PER_WORK', 'SAMPLE_RATE',
-           'GM_PROGRAM', 'VELOCITY', 'QUICK_WORKS', 'QUICK_MAX_CLIPS', 'SOUNDFONT_PATHS', 'SCORE_SUFFIXES',
-           'M21_LABELS', 'M21_INFO', 'build_params', 'corpus_root', 'candidate_works', 'work_group', 'clean_syllable',
-           'hyphen_marks', 'join_syllables', 'guess_language', 'meter_of', 'merge_ties', 'read_work', 'n_clips',
-           'clip_notes', 'clip_lyrics', 'clip_time_signature', 'find_soundfont', 'audio_source', 'clip_to_midi',
-           'render_fluidsynth', 'render_audio', 'build_work', 'build_m21_vocal', 'is_built', 'build_default']
+__all__ = ['BUILD_VERSION', 'COLLECTIONS', 'LANGUAGE', 'TEMPO_QPM', 'TEMPO_RANGE', 'CLIP_SECONDS', 'MAX_CLIPS_PER_WORK',
+           'SAMPLE_RATE', 'GM_PROGRAM', 'VELOCITY', 'TUNE_INTERVALS', 'QUICK_WORKS', 'QUICK_MAX_CLIPS',
+           'SOUNDFONT_PATHS', 'SCORE_SUFFIXES', 'LABEL_SOURCES', 'LABELS_DECLARED_IN_MIDI', 'LEAK_KEYS', 'M21_LABELS',
+           'M21_INFO', 'build_params', 'corpus_root', 'candidate_works', 'work_group', 'clean_syllable', 'hyphen_marks',
+           'join_syllables', 'guess_language', 'meter_of', 'merge_ties', 'notated_tempo', 'read_work', 'n_clips',
+           'clip_notes', 'clip_lyrics', 'clip_time_signature', 'clip_signatures', 'norm_text', 'text_hash',
+           'notes_hash', 'tune_hash', 'backup_of', 'base_name', 'find_soundfont', 'audio_source', 'key_number',
+           'clip_to_midi', 'render_fluidsynth', 'render_audio', 'build_work', 'content_groups', 'build_summary',
+           'leak_keys', 'split_leaks', 'corpus_manifest', 'build_m21_vocal', 'is_built', 'build_default']
 
 # %% ../nbs/12_m21.ipynb #dfe36f0d
-BUILD_VERSION = 4                 # bump when the build changes what it writes
+BUILD_VERSION = 5                 # bump when the build changes what it writes
 COLLECTIONS = ("bach", "trecento", "monteverdi")
 LANGUAGE = {"bach": "de", "monteverdi": "it"}     # trecento: detected per work (la / it)
-TEMPO_QPM = 72.0                  # quarter notes per minute, for every score
+TEMPO_QPM = 72.0                  # quarter notes per minute, for every score without a notated tempo
+TEMPO_RANGE = (30.0, 240.0)       # a notated tempo (quarters per minute) outside this range is not used
 CLIP_SECONDS = 30.0
 MAX_CLIPS_PER_WORK = 8
 SAMPLE_RATE = 16_000
 GM_PROGRAM = 52                   # General MIDI "Choir Aahs" (0-based), for every part
 VELOCITY = 80
+TUNE_INTERVALS = 16               # melodic intervals of the top part that identify a tune
 QUICK_WORKS = {"bach": 16, "trecento": 8, "monteverdi": 6}   # works per collection in the quick subset
 QUICK_MAX_CLIPS = 2
 SOUNDFONT_PATHS = ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/soundfonts/FluidR3_GM.sf2",
@@ -39,9 +44,9 @@ SOUNDFONT_PATHS = ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/soundfont
 
 def build_params(quick: bool = False) -> dict:
     "Everything that decides the content of a build (its fingerprint is the cache key of each work)."
-    return dict(version=BUILD_VERSION, tempo_qpm=TEMPO_QPM, clip_seconds=CLIP_SECONDS, sr=SAMPLE_RATE,
-                max_clips=QUICK_MAX_CLIPS if quick else MAX_CLIPS_PER_WORK, program=GM_PROGRAM,
-                velocity=VELOCITY, audio_source=audio_source())
+    return dict(version=BUILD_VERSION, tempo_qpm=TEMPO_QPM, tempo_range=TEMPO_RANGE, clip_seconds=CLIP_SECONDS,
+                sr=SAMPLE_RATE, max_clips=QUICK_MAX_CLIPS if quick else MAX_CLIPS_PER_WORK, program=GM_PROGRAM,
+                velocity=VELOCITY, tune_intervals=TUNE_INTERVALS, audio_source=audio_source())
 
 # %% ../nbs/12_m21.ipynb #2aace24e
 SCORE_SUFFIXES = (".mxl", ".xml", ".musicxml", ".krn")
@@ -117,6 +122,14 @@ def meter_of(time_signature: str) -> str:
     num = int(str(time_signature).split("/")[0])
     return "triple" if num % 3 == 0 and (num // 3) % 2 == 1 else "duple"
 
+LABEL_SOURCES = {
+    "collection": "folder of the music21 corpus the score comes from",
+    "language": "fixed per collection (bach: de, monteverdi: it); trecento: function words of the lyrics",
+    "mode": "bach: the mode encoded in the score's key signature, which the clip MIDI declares (mode_source=encoded); "
+            "others: music21 key analysis of the notes (mode_source=analysis)",
+    "meter": "declared time signature in force at the clip start, which the clip MIDI declares"}
+LABELS_DECLARED_IN_MIDI = ["meter", "mode"]       # readable from the clip MIDI's meta events (mode: bach only)
+
 # %% ../nbs/12_m21.ipynb #b1612fd5
 def _first_lyric(n):
     ly = [l for l in n.lyrics if (l.text or "").strip()]
@@ -143,9 +156,13 @@ def merge_ties(notes) -> list[list[float]]:
                 else: open_.pop(pitch, None)
     return out
 
+def notated_tempo(quarter_bpms: Sequence[float], tempo_range: tuple = TEMPO_RANGE) -> float | None:
+    "The first notated tempo (quarter notes per minute) inside `tempo_range`, else None."
+    return next((float(q) for q in quarter_bpms if q and tempo_range[0] <= q <= tempo_range[1]), None)
+
 def read_work(path: str | Path) -> dict:
-    "Parse a score into plain data: parts (notes + syllables), time signatures (offset q, ratio), key, mode."
-    from music21 import converter, key as m21key, meter as m21meter
+    "Parse a score into plain data: parts (notes + syllables), time/key signatures (offset q, ...), tempo, key, mode."
+    from music21 import converter, key as m21key, meter as m21meter, tempo as m21tempo
     path = Path(path); collection = path.parent.name
     s = converter.parse(str(path))
     parts = []
@@ -155,6 +172,9 @@ def read_work(path: str | Path) -> dict:
         parts.append({"notes": np.array(merge_ties(flat.notes), float).reshape(-1, 3), "syllables": syl})
     first = s.parts[0].flatten() if len(s.parts) else s.flatten()
     tss = [(float(t.offset), t.ratioString) for t in first.getElementsByClass(m21meter.TimeSignature)] or [(0.0, "4/4")]
+    kss = [(float(k.offset), int(k.sharps), k.mode if isinstance(k, m21key.Key) else None)
+           for k in first.getElementsByClass(m21key.KeySignature)]
+    marks = [m.getQuarterBPM() for m in s.recurse().getElementsByClass(m21tempo.MetronomeMark) if m.number is not None]
     ks = list(s.recurse().getElementsByClass(m21key.KeySignature))
     if collection == "bach" and ks and isinstance(ks[0], m21key.Key) and ks[0].mode in ("major", "minor"):
         k, mode_source = ks[0], "encoded"
@@ -162,10 +182,11 @@ def read_work(path: str | Path) -> dict:
         k, mode_source = s.analyze("key"), "analysis"
     hy = hyphen_marks([t for p in parts for _, t, _ in p["syllables"]])
     text = " ".join(join_syllables([(t, y) for _, t, y in p["syllables"]], hy) for p in parts)
-    language = LANGUAGE.get(collection) or guess_language(text)
-    return dict(collection=collection, parts=parts, time_signatures=tss, key=f"{k.tonic.name} {k.mode}", hyphens=hy,
-                mode=k.mode, mode_source=mode_source, language=language,
-                n_syllables=sum(len(p["syllables"]) for p in parts),
+    sung = max((p["syllables"] for p in parts), key=len, default=[])
+    return dict(collection=collection, parts=parts, time_signatures=tss, key_signatures=kss, tempo_qpm=notated_tempo(marks),
+                key=f"{k.tonic.name} {k.mode}", hyphens=hy, mode=k.mode, mode_source=mode_source,
+                language=LANGUAGE.get(collection) or guess_language(text),
+                sung_text=join_syllables([(t, y) for _, t, y in sung], hy), n_syllables=sum(len(p["syllables"]) for p in parts),
                 length_q=float(max((p["notes"][:, 1].max() for p in parts if len(p["notes"])), default=0.0)))
 
 # %% ../nbs/12_m21.ipynb #fcaf1576
@@ -194,6 +215,51 @@ def clip_time_signature(time_signatures: list[tuple[float, str]], t0: float, tem
     ts = [r for q, r in sorted(time_signatures) if q * 60.0 / tempo_qpm <= t0 + 1e-9]
     return ts[-1] if ts else sorted(time_signatures)[0][1]
 
+def clip_signatures(events: Sequence[tuple], t0: float, t1: float, tempo_qpm: float = TEMPO_QPM) -> list[tuple]:
+    "Events (offset q, *value) in force at `t0` s (moved to 0) or starting in (t0, t1), as (seconds from t0, *value)."
+    ev = sorted(((q * 60.0 / tempo_qpm, *v) for q, *v in events), key=lambda e: e[0])
+    now = [e for e in ev if e[0] <= t0 + 1e-9][-1:]
+    out = [(0.0, *e[1:]) for e in now] + [(e[0] - t0, *e[1:]) for e in ev if t0 + 1e-9 < e[0] < t1 - 1e-9]
+    return [e for i, e in enumerate(out) if i == 0 or e[1:] != out[i - 1][1:]]          # repeats declare nothing new
+
+# %% ../nbs/12_m21.ipynb #a1c0de02
+def _hash(obj) -> str: return hashlib.sha1(repr(obj).encode()).hexdigest()[:12]
+
+def norm_text(text: str) -> str:
+    "Letters only, lower case, accents removed: 'Lobe den Herrn!' -> 'lobedenherrn'."
+    return re.sub(r"[^a-z]", "", unicodedata.normalize("NFKD", text or "").encode("ascii", "ignore").decode().lower())
+
+def text_hash(text: str) -> str:
+    "Hash of `norm_text(text)` ('' for a text without letters)."
+    t = norm_text(text)
+    return _hash(t) if t else ""
+
+def notes_hash(notes: np.ndarray, decimals: int = 3) -> str:
+    "Hash of notes (start, end, pitch) invariant to transposition and time shift ('' for no notes)."
+    a = np.asarray(notes, float).reshape(-1, 3)
+    if not len(a): return ""
+    a = a - [a[:, 0].min(), a[:, 0].min(), a[:, 2].min()]
+    return _hash(sorted(map(tuple, (a.round(decimals) + 0.0).tolist())))
+
+def tune_hash(notes: np.ndarray, n_intervals: int = TUNE_INTERVALS, min_intervals: int = 4) -> str:
+    "Hash of the first `n_intervals` intervals (semitones) of the top line of `notes`, repeats merged ('' if too short)."
+    a = np.asarray(notes, float).reshape(-1, 3)
+    top = pd.Series(a[:, 2]).groupby(a[:, 0]).max().to_numpy()          # highest pitch per onset, in time order
+    iv = np.diff(top); iv = iv[iv != 0].astype(int)[:n_intervals]
+    return _hash(iv.tolist()) if len(iv) >= min_intervals else ""
+
+_BACKUP = re.compile(r"-(old|bak)$")
+
+def backup_of(work: str) -> str | None:
+    "The work that `work` is a backup copy of (`x-old`, `x-bak` -> `x`), else None."
+    m = _BACKUP.search(work)
+    return work[: m.start()] if m else None
+
+def base_name(work: str) -> str:
+    "`work` without backup or version marks: `bach.bwv18.5-lz` -> `bach.bwv18.5`, `...-03a-di-novo` -> `...-03-di`."
+    s = re.sub(r"(\d)[a-z](?=-|$)", r"\1", _BACKUP.sub("", work))
+    return re.sub(r"-[a-z]{1,4}$", "", s)
+
 # %% ../nbs/12_m21.ipynb #5a931da6
 def find_soundfont() -> Path | None:
     "A General MIDI soundfont: env `MUSIC_VAE_SF2`, else the first of `SOUNDFONT_PATHS` that exists."
@@ -209,11 +275,23 @@ def audio_source() -> str:
     except Exception: return "sine"
     return f"fluidsynth:{sf2.name}"
 
-def clip_to_midi(parts_notes: list[np.ndarray], tempo_qpm: float = TEMPO_QPM,
-                 program: int = GM_PROGRAM, velocity: int = VELOCITY):
-    "A `pretty_midi.PrettyMIDI` with one instrument (same `program`) per part; notes are (start s, end s, pitch)."
+def key_number(sharps: int, mode: str | None = None) -> int:
+    "pretty_midi key number (tonic 0-11 major, 12-23 minor) of a key signature with `sharps` (< 0: flats)."
+    tonic = (7 * sharps) % 12
+    return (tonic + 9) % 12 + 12 if mode == "minor" else tonic
+
+def _midi_meter(ratio: str) -> tuple[int, int] | None:
+    "(numerator, denominator) of `ratio` when MIDI can declare it (denominator a power of two), else None."
+    n, d = (int(x) for x in ratio.split("/"))
+    return (n, d) if 0 < n < 256 and d > 0 and d & (d - 1) == 0 else None
+
+def clip_to_midi(parts_notes: list[np.ndarray], tempo_qpm: float = TEMPO_QPM, program: int = GM_PROGRAM,
+                 velocity: int = VELOCITY, time_signatures: Sequence[tuple] = (), key_signatures: Sequence[tuple] = ()):
+    "PrettyMIDI: one instrument (same `program`) per part of notes (start s, end s, pitch); signatures as from `clip_signatures`."
     import pretty_midi
     pm = pretty_midi.PrettyMIDI(initial_tempo=tempo_qpm)
+    pm.time_signature_changes = [pretty_midi.TimeSignature(*m, float(t)) for t, r in time_signatures if (m := _midi_meter(r))]
+    pm.key_signature_changes = [pretty_midi.KeySignature(key_number(sh, mode), float(t)) for t, sh, mode in key_signatures]
     for i, notes in enumerate(parts_notes):
         inst = pretty_midi.Instrument(program=program, name=f"part{i + 1}")
         inst.notes = [pretty_midi.Note(velocity=velocity, pitch=int(p), start=float(a), end=float(b)) for a, b, p in notes]
@@ -276,41 +354,143 @@ def _write_ogg(path: Path, y: np.ndarray, sr: int) -> None:
     import soundfile as sf
     with atomic_path(path) as tmp: sf.write(tmp, y, sr, format="OGG", subtype="VORBIS")
 
+def _clip(w: dict, work: str, i: int, tempo: float, params: dict, out_dir: Path) -> dict | None:
+    "Write clip `i` of read work `w` (MIDI + audio); its manifest record, or None when it has no notes."
+    t0, t1 = i * params["clip_seconds"], (i + 1) * params["clip_seconds"]
+    notes = [clip_notes(p["notes"], t0, t1, tempo) for p in w["parts"]]
+    if sum(len(x) for x in notes) == 0: return None
+    cid = f"{work}.{i:02d}"
+    pm = clip_to_midi(notes, tempo, params["program"], params["velocity"], clip_signatures(w["time_signatures"], t0, t1, tempo),
+                      clip_signatures(w["key_signatures"], t0, t1, tempo))
+    with atomic_path(out_dir / "midi" / f"{cid}.mid") as tmp: pm.write(str(tmp))
+    _write_ogg(out_dir / "audio" / f"{cid}.ogg", render_audio(pm, params["clip_seconds"], params["sr"], params["audio_source"]), params["sr"])
+    ts = clip_time_signature(w["time_signatures"], t0, tempo)
+    return dict(id=cid, group=work, work=work, audio_path=f"audio/{cid}.ogg", midi_path=f"midi/{cid}.mid",
+                lyrics=clip_lyrics(w["parts"], t0, t1, tempo, w["hyphens"]), collection=w["collection"], mode=w["mode"],
+                meter=meter_of(ts), language=w["language"], key=w["key"], time_signature=ts, tempo_qpm=tempo,
+                mode_source=w["mode_source"], start_s=t0, clip_hash=notes_hash(np.concatenate(notes)))
+
 def build_work(path: str | Path, out_dir: str | Path, params: dict) -> dict:
-    "Clips of one work written under `out_dir` (audio/, midi/, works/<group>.json); returns the work record."
+    "Clips of one work written under `out_dir` (audio/, midi/, works/<work>.json); returns the work record."
     path, out_dir, cpu = Path(path), Path(out_dir), time.process_time()
-    group = work_group(path); rec = {"group": group, "source": f"{path.parent.name}/{path.name}",
-                                     "params": fingerprint(params), "clips": [], "skipped": ""}
+    work = work_group(path); rec = {"group": work, "source": f"{path.parent.name}/{path.name}",
+                                    "params": fingerprint(params), "clips": [], "skipped": ""}
     try:
         w = read_work(path)
-        if w["n_syllables"] == 0: rec["skipped"] = "no lyrics"
-        n = n_clips(w["length_q"], params["tempo_qpm"], params["clip_seconds"], params["max_clips"])
-        if not rec["skipped"] and n == 0: rec["skipped"] = "shorter than one clip"
+        tempo = w["tempo_qpm"] or params["tempo_qpm"]
+        rec.update(tempo_qpm=tempo, text_hash=text_hash(w["sung_text"]),
+                   score_hash=notes_hash(np.concatenate([p["notes"] for p in w["parts"]] or [np.zeros((0, 3))])),
+                   tune_hash=tune_hash(w["parts"][0]["notes"], params["tune_intervals"]) if w["parts"] else "")
+        n = n_clips(w["length_q"], tempo, params["clip_seconds"], params["max_clips"])
+        rec["skipped"] = "no lyrics" if w["n_syllables"] == 0 else "too short" if n == 0 else ""
         for i in range(n if not rec["skipped"] else 0):
-            t0, t1 = i * params["clip_seconds"], (i + 1) * params["clip_seconds"]
-            notes = [clip_notes(p["notes"], t0, t1, params["tempo_qpm"]) for p in w["parts"]]
-            if sum(len(x) for x in notes) == 0: continue
-            cid = f"{group}.{i:02d}"
-            pm = clip_to_midi(notes, params["tempo_qpm"], params["program"], params["velocity"])
-            (out_dir / "midi").mkdir(parents=True, exist_ok=True)
-            with atomic_path(out_dir / "midi" / f"{cid}.mid") as tmp: pm.write(str(tmp))
-            y = render_audio(pm, params["clip_seconds"], params["sr"], params["audio_source"])
-            _write_ogg(out_dir / "audio" / f"{cid}.ogg", y, params["sr"])
-            ts = clip_time_signature(w["time_signatures"], t0, params["tempo_qpm"])
-            rec["clips"].append(dict(id=cid, group=group, audio_path=f"audio/{cid}.ogg", midi_path=f"midi/{cid}.mid",
-                                     lyrics=clip_lyrics(w["parts"], t0, t1, params["tempo_qpm"], w["hyphens"]),
-                                     collection=w["collection"], mode=w["mode"], meter=meter_of(ts),
-                                     language=w["language"], key=w["key"], time_signature=ts,
-                                     mode_source=w["mode_source"], start_s=t0, source=rec["source"]))
+            c = _clip(w, work, i, tempo, params, out_dir)
+            if c: rec["clips"].append({**c, **{k: rec[k] for k in ("source", "score_hash", "tune_hash", "text_hash")}})
     except Exception as e:                                             # bad input never stops the build
         rec["skipped"] = f"error: {type(e).__name__}: {e}"[:300]; rec["clips"] = []
     rec["cpu_seconds"] = round(time.process_time() - cpu, 3)
-    write_json(out_dir / "works" / f"{group}.json", rec)
+    write_json(out_dir / "works" / f"{work}.json", rec)
     return rec
+
+# %% ../nbs/12_m21.ipynb #a1c0de07
+_LINKS = {"score_hash": "same music as", "clip_hash": "same music as", "tune_hash": "shares tune with",
+          "text_hash": "shares text with", "clip_text": "shares text with", "base": "version of"}
+
+def _keep_order(w: str) -> tuple: return (backup_of(w) is not None, len(w), w)
+
+def _drops(recs: dict) -> dict:
+    "{work: reason} for works without clips, backup copies and identical duplicates (one of each is kept)."
+    out = {w: r["skipped"] or "no clips" for w, r in recs.items() if not r["clips"]}
+    for w, r in recs.items():
+        b = backup_of(w)
+        if w not in out and b in recs and b not in out:
+            out[w] = f"{'duplicate' if r.get('score_hash') == recs[b].get('score_hash') else 'old copy'} of {b}"
+    seen = {}
+    for w in sorted((w for w in recs if w not in out), key=_keep_order):
+        key = (recs[w].get("score_hash"), recs[w].get("text_hash"))
+        if key[0] and key in seen: out[w] = f"duplicate of {seen[key]}"
+        else: seen.setdefault(key, w)
+    return out
+
+def _link_values(r: dict) -> dict:
+    "{link column: set of values} of a work record (empty values left out)."
+    v = {k: {r.get(k, "")} for k in ("score_hash", "tune_hash", "text_hash")}
+    v.update(clip_hash={c.get("clip_hash", "") for c in r["clips"]}, clip_text={norm_text(c["lyrics"]) for c in r["clips"]},
+             base={base_name(r["group"])})
+    return {k: s - {""} for k, s in v.items()}
+
+# %% ../nbs/12_m21.ipynb #a1c0de08
+def content_groups(records: Sequence[dict]) -> pd.DataFrame:
+    "One row per work record: work, source, clips, action (kept / merged / dropped), group, reason."
+    recs = {r["group"]: r for r in sorted(records, key=lambda r: r["group"])}
+    drop = _drops(recs); live = [w for w in recs if w not in drop]
+    vals = {w: _link_values(recs[w]) for w in live}
+    owners = {}                                                       # (column, value) -> works holding it
+    for w in live:
+        for k, s in vals[w].items():
+            for v in s: owners.setdefault((k, v), []).append(w)
+    parent = {w: w for w in live}
+    def root(w):
+        while parent[w] != w: parent[w] = parent[parent[w]]; w = parent[w]
+        return w
+    for ws in owners.values():
+        for w in ws[1:]: parent[max(root(w), root(ws[0]))] = min(root(w), root(ws[0]))
+    reasons = {w: [] for w in live}
+    for (k, v), ws in owners.items():
+        for w in ws:
+            r = f"{_LINKS[k]} {min(o for o in ws if o != w)}" if len(ws) > 1 else ""
+            if r and r not in reasons[w]: reasons[w].append(r)
+    size = pd.Series([root(w) for w in live], dtype=object).value_counts()
+    rows = [dict(work=w, source=r["source"], clips=len(r["clips"]) if w not in drop else 0, cpu_seconds=r.get("cpu_seconds", np.nan),
+                 action="dropped" if w in drop else "merged" if size[root(w)] > 1 else "kept",
+                 group="" if w in drop else root(w), reason=drop.get(w) or "; ".join(sorted(reasons.get(w, []))))
+            for w, r in recs.items()]
+    return pd.DataFrame(rows, columns=["work", "source", "clips", "action", "group", "reason", "cpu_seconds"])
+
+def _kind(reason: str) -> str:
+    "The kind of a reason: 'shares tune with bach.x' -> 'shares tune with', 'error: ...' -> 'error'."
+    return "error" if reason.startswith("error") else re.sub(r" (of|as|with) \S+$", r" \1", reason)
+
+def build_summary(table: pd.DataFrame) -> dict:
+    "Counts of a `content_groups` table: works read / kept / merged / dropped (by reason), merge links, groups."
+    live, merged = table[table.action != "dropped"], table[table.action == "merged"]
+    return dict(works_read=len(table), works_kept=len(live), works_merged=len(merged),
+                works_dropped=int((table.action == "dropped").sum()),
+                dropped=table.loc[table.action == "dropped", "reason"].map(_kind).value_counts().to_dict(),
+                merge_links=merged["reason"].str.split("; ").explode().map(_kind).value_counts().to_dict(),
+                groups=int(live["group"].nunique()), merged_groups=int(merged["group"].nunique()))
+
+# %% ../nbs/12_m21.ipynb #a1c0de0b
+LEAK_KEYS = ["score_hash", "clip_hash", "tune_hash", "text_hash", "clip_text", "base"]
+
+def leak_keys(manifest: pd.DataFrame) -> pd.DataFrame:
+    "Per clip of an m21-vocal manifest, the values (`LEAK_KEYS`) that must not be found on two sides of a split."
+    m = manifest
+    return pd.DataFrame({"score_hash": m["score_hash"], "clip_hash": m["clip_hash"], "tune_hash": m["tune_hash"],
+                         "text_hash": m["text_hash"], "clip_text": m["lyrics"].map(norm_text),
+                         "base": m["work"].map(base_name)}, index=m.index)[LEAK_KEYS]
+
+def split_leaks(keys: pd.DataFrame, split: Sequence[str]) -> pd.DataFrame:
+    "(key, value, splits) for every non-empty value of a column of `keys` that is found in more than one split."
+    sp, rows = pd.Series(np.asarray(split, dtype=str), index=keys.index), []
+    for c in keys.columns:
+        k = keys[c].astype(str); ok = k != ""
+        found = sp[ok].groupby(k[ok]).agg(lambda s: ",".join(sorted(set(s))))
+        rows += [dict(key=c, value=v, splits=s) for v, s in found.items() if "," in s]
+    return pd.DataFrame(rows, columns=["key", "value", "splits"])
+
+def corpus_manifest(records: Sequence[dict], table: pd.DataFrame) -> pd.DataFrame:
+    "Clip rows of the works that `table` (from `content_groups`) keeps, with their merged `group`."
+    grp = table.set_index("work")["group"]
+    rows = [c for r in records if grp.get(r["group"], "") != "" for c in r["clips"]]
+    m = pd.DataFrame(rows)
+    if m.empty: return m
+    return m.assign(group=m["work"].map(grp)).sort_values("id", kind="stable").reset_index(drop=True)
 
 # %% ../nbs/12_m21.ipynb #92366c08
 M21_LABELS = ["collection", "mode", "meter", "language"]
-M21_INFO = ["key", "time_signature", "mode_source", "source", "start_s"]
+M21_INFO = ["work", "key", "time_signature", "tempo_qpm", "mode_source", "source", "start_s",
+            "score_hash", "tune_hash", "text_hash", "clip_hash"]
 
 def _done(out_dir: Path, path: Path, fp: str) -> dict | None:
     "The recorded result of `path` when it was built with parameters `fp`, else None."
@@ -320,32 +500,37 @@ def _done(out_dir: Path, path: Path, fp: str) -> dict | None:
     except Exception: return None
     return rec if rec.get("params") == fp else None
 
-def build_m21_vocal(out_dir: str | Path, quick: bool = False, n_jobs: int = -1, progress: bool = True):
-    "Build (or resume) m21-vocal (`quick`: the small subset) in `out_dir`; returns the `Dataset`."
+def _build_works(works: Sequence[Path], out_dir: Path, params: dict, n_jobs: int, progress: bool, desc: str) -> list[dict]:
+    "Work records of `works` (in order): recorded ones read back, missing ones built in parallel."
     from joblib import Parallel, delayed
     from tqdm.auto import tqdm
-    out_dir = Path(out_dir); t0 = time.perf_counter()
-    params = build_params(quick); fp = fingerprint(params)
-    works = candidate_works(quick=quick)
-    recs = {p: _done(out_dir, p, fp) for p in works}
-    todo = sorted((p for p in works if recs[p] is None), key=lambda p: (-p.stat().st_size, str(p)))
+    fp = fingerprint(params); recs = {work_group(p): _done(out_dir, p, fp) for p in works}
+    todo = sorted((p for p in works if recs[work_group(p)] is None), key=lambda p: (-p.stat().st_size if p.exists() else 0, str(p)))
     if todo:
+        (out_dir / "midi").mkdir(parents=True, exist_ok=True)
         jobs = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(delayed(build_work)(p, out_dir, params) for p in todo)
-        for r in tqdm(jobs, total=len(todo), desc=f"m21-vocal{'-quick' if quick else ''}", disable=not progress):
-            recs[corpus_root() / r["source"]] = r
-    rows = [c for p in works for c in recs[p]["clips"]]
-    if not rows: raise RuntimeError(f"m21-vocal: no clip was made; see {out_dir / 'works'}")
-    m = pd.DataFrame(rows).sort_values("id", kind="stable")
+        for r in tqdm(jobs, total=len(todo), desc=desc, disable=not progress): recs[r["group"]] = r
+    return [recs[work_group(p)] for p in works]
+
+# %% ../nbs/12_m21.ipynb #a1c0de0d
+def build_m21_vocal(out_dir: str | Path, quick: bool = False, n_jobs: int = -1, progress: bool = True,
+                    works: Sequence[str | Path] | None = None):
+    "Build (or resume) m21-vocal (`quick`: the small subset; `works`: other score files) in `out_dir`; returns the `Dataset`."
+    out_dir = Path(out_dir); t0 = time.perf_counter()
+    params = build_params(quick); name = "m21-vocal-quick" if quick else "m21-vocal"
+    works = candidate_works(quick=quick) if works is None else [Path(p) for p in works]
+    records = _build_works(works, out_dir, params, n_jobs, progress, name)
+    table = content_groups(records)
+    m = corpus_manifest(records, table)
+    if m.empty: raise RuntimeError(f"m21-vocal: no clip was made; see {out_dir / 'works'}")
     m["split"] = group_split(m["group"], m["collection"], seed=0)
-    report = pd.DataFrame([{"group": r["group"], "source": r["source"], "clips": len(r["clips"]), "skipped": r["skipped"],
-                            "cpu_seconds": r.get("cpu_seconds", float("nan"))} for r in (recs[p] for p in works)])
-    write_csv(report, out_dir / "build_report.csv")
+    write_csv(table, out_dir / "build_report.csv")
     counts = {c: m[c].value_counts().to_dict() for c in [*M21_LABELS, "split"]}
-    name = "m21-vocal-quick" if quick else "m21-vocal"
     ds = save_dataset(out_dir, m, name, M21_LABELS, "collection", M21_INFO, params=params,
-                      params_fingerprint=fp, audio_source=params["audio_source"], sample_rate=params["sr"],
-                      clip_seconds=params["clip_seconds"], tempo_qpm=params["tempo_qpm"],
-                      n_works=int(m["group"].nunique()), n_skipped_works=int((report.skipped != "").sum()),
+                      params_fingerprint=fingerprint(params), audio_source=params["audio_source"], sample_rate=params["sr"],
+                      clip_seconds=params["clip_seconds"], tempo_qpm=params["tempo_qpm"], n_works=int(m["work"].nunique()),
+                      n_groups=int(m["group"].nunique()), n_skipped_works=int((table.action == "dropped").sum()),
+                      dedup=build_summary(table), label_sources=LABEL_SOURCES, labels_declared_in_midi=LABELS_DECLARED_IN_MIDI,
                       counts=counts, build_seconds=round(time.perf_counter() - t0, 1))
     write_validation(validate_rows(ds.manifest.reset_index(), out_dir, M21_LABELS, check_content=False), out_dir)
     return ds
@@ -360,6 +545,8 @@ def is_built(root: str | Path) -> bool:
             and meta.get("params_fingerprint") == fingerprint(build_params(quick)))
 
 def build_default(quick: bool = False, n_jobs: int = -1) -> Path:
-    "CLI hook (`music-vae build-default`): build m21-vocal (or its quick subset) under `data/`; returns its folder."
-    from music_vae_nb.data import load_builtin
-    return Path(load_builtin("m21-vocal", quick=quick, n_jobs=n_jobs).root)
+    "CLI hook (`music-vae build-default`): build m21-vocal (or its quick subset) under `data/` once, under a lock; its folder."
+    root = builtin_root("m21-vocal", quick)
+    with file_lock(root.parent / f".{root.name}.lock"):
+        if not is_built(root): build_m21_vocal(root, quick=quick, n_jobs=n_jobs)
+    return root

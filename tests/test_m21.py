@@ -1,4 +1,4 @@
-"Tests of music_vae_nb.m21: the built-in m21-vocal corpus (quick build) and its helpers."
+"Tests of music_vae_nb.m21: the built-in m21-vocal corpus (quick build), its content grouping and its helpers."
 import json
 import shutil
 from pathlib import Path
@@ -10,13 +10,22 @@ import pytest
 import soundfile as sf
 
 from music_vae_nb import m21
-from music_vae_nb.data import load_dataset, read_dataset
+from music_vae_nb.data import builtin_root, group_split, read_dataset
+
+SEEDS = range(5)
 
 
 @pytest.fixture(scope="module")
 def quick():
     "The quick corpus as every quick notebook sees it (built once under a lock, then cached)."
-    return load_dataset("m21-vocal", quick=True)
+    return read_dataset(m21.build_default(quick=True, n_jobs=1))
+
+
+def split_of(ds, seed):
+    "Split name per id of `ds`'s group split drawn with `seed` (seed 0: the manifest's)."
+    if hasattr(ds, "split_ids"):
+        return pd.concat([pd.Series(k, index=v) for k, v in ds.split_ids(seed).items() if k != "all"]).reindex(ds.manifest.index)
+    return pd.Series(group_split(ds.manifest.group, ds.manifest.collection, seed=seed), index=ds.manifest.index)
 
 
 def test_quick_counts_and_labels(quick):
@@ -27,46 +36,147 @@ def test_quick_counts_and_labels(quick):
     assert set(counts.index) == {"bach", "trecento", "monteverdi"} and counts.min() > 0
     assert 24 <= len(m) <= 60
     assert m.index.is_unique
-    assert set(m["mode"]) <= {"major", "minor"} and set(m.meter) <= {"duple", "triple"}
+    assert set(m["mode"]) == {"major", "minor"} and set(m.meter) == {"duple", "triple"}
     assert set(m.language) <= {"de", "it", "la"}
     assert (m.loc[m.collection == "bach", "language"] == "de").all()
     assert (m.loc[m.collection == "bach", "mode_source"] == "encoded").all()
     assert (m.loc[m.collection != "bach", "mode_source"] == "analysis").all()
     assert m.has_audio.all() and m.has_midi.all() and m.has_lyrics.mean() > 0.8
     info = json.loads((Path(quick.root) / "dataset.json").read_text())
-    assert info["audio_source"] in ("fluidsynth:FluidR3_GM.sf2", "sine") or info["audio_source"].startswith("fluidsynth:")
+    assert info["audio_source"] == "sine" or info["audio_source"].startswith("fluidsynth:")
     assert info["tempo_qpm"] == m21.TEMPO_QPM and info["clip_seconds"] == 30.0
+    assert set(info["label_sources"]) == set(quick.labels) and "declared time signature" in info["label_sources"]["meter"]
+    assert info["labels_declared_in_midi"] == ["meter", "mode"]
+    d = info["dedup"]
+    assert d["works_read"] == sum(m21.QUICK_WORKS.values()) == d["works_kept"] + d["works_dropped"]
+    assert d["groups"] == m.group.nunique() and info["n_works"] == m.work.nunique() == d["works_kept"]
 
 
-def test_quick_splits_by_work(quick):
+def test_quick_splits_by_group(quick):
     m = quick.manifest
-    assert m.groupby("group").split.nunique().max() == 1          # no work on both sides
+    assert m.groupby("group").split.nunique().max() == 1          # no group on both sides
     assert set(m.split) == {"train", "valid", "test"}
     for c in ["bach", "trecento", "monteverdi"]:
         assert "test" in set(m.loc[m.collection == c, "split"])
     assert sorted(np.concatenate([quick.ids(s) for s in ["train", "valid", "test"]])) == sorted(quick.ids())
 
 
-def test_quick_clips_are_30s_16k(quick):
-    for i in quick.ids():
-        info = sf.info(str(quick.audio_file(i)))
-        assert (info.samplerate, info.channels, info.frames) == (16_000, 1, 480_000)
-    i = quick.ids("test")[0]
-    y, sr = sf.read(str(quick.audio_file(i)))
-    assert 0.5 < np.abs(y).max() <= 1.0
-    pm = pretty_midi.PrettyMIDI(str(quick.midi_file(i)))
-    assert {inst.program for inst in pm.instruments} == {m21.GM_PROGRAM}
-    assert 0 < pm.get_end_time() <= 30.0 + 1e-6
+def test_quick_has_no_leak_for_any_seed(quick):
+    keys = m21.leak_keys(quick.manifest)
+    assert (keys[["score_hash", "tune_hash", "text_hash", "clip_hash"]] != "").all().all()
+    for seed in SEEDS:
+        leaks = m21.split_leaks(keys, split_of(quick, seed))
+        assert leaks.empty, leaks
+
+
+def test_full_corpus_has_no_leak_for_any_seed():
+    "The full corpus (when built): no note hash, tune, text, clip lyrics or base name on two sides, for several seeds."
+    root = builtin_root("m21-vocal")
+    if not m21.is_built(root): pytest.skip("full m21-vocal not built")
+    ds = read_dataset(root)
+    keys = m21.leak_keys(ds.manifest)
+    for seed in SEEDS:
+        leaks = m21.split_leaks(keys, split_of(ds, seed))
+        assert leaks.empty, leaks.head()
+    rep = pd.read_csv(Path(root) / "build_report.csv", keep_default_na=False).set_index("work")
+    assert rep.loc["monteverdi.madrigal.3.1-old", "action"] == "dropped"
+    assert rep.loc["trecento.pmfc-12-4-gloria-rvat-1419-bak", "reason"] == "duplicate of trecento.pmfc-12-4-gloria-rvat-1419"
+    for a, b in [("bach.bwv18.5-lz", "bach.bwv18.5-w"), ("bach.bwv244.44", "bach.bwv244.15"), ("bach.bwv244.54", "bach.bwv270")]:
+        assert rep.loc[a, "group"] == rep.loc[b, "group"] != ""
+    assert "shares tune with bach.bwv244.44" in rep.loc["bach.bwv244.15", "reason"]
+    naive = [m21.split_leaks(keys, group_split(ds.manifest.work, ds.manifest.collection, seed=s)) for s in SEEDS]
+    assert all(len(l) > 0 for l in naive)                       # one group per work would leak
+
+
+def test_clip_midi_declares_score_signatures(quick):
+    m = quick.manifest
+    for i, r in m.iterrows():
+        pm = pretty_midi.PrettyMIDI(str(quick.midi_file(i)))
+        ts = pm.time_signature_changes[0]
+        assert (ts.time, f"{ts.numerator}/{ts.denominator}") == (0.0, r.time_signature), i
+        assert abs(pm.get_tempo_changes()[1][0] - float(r.tempo_qpm)) < 1e-3
+        if r.collection == "bach":                                 # the encoded key is the declared key
+            assert m21.key_number(*_sharps_mode(r.key)) == pm.key_signature_changes[0].key_number, (i, r.key)
+    assert {"3/4", "4/4"} <= set(m.time_signature)
+
+
+def _sharps_mode(key: str):
+    "Sharps and mode of a key name such as 'G minor' or 'B- major'."
+    from music21 import key as m21key
+    tonic, mode = key.split()
+    return m21key.Key(tonic, mode).sharps, mode
+
+
+def test_three_four_score_reads_back_as_three_four(tmp_path):
+    path = m21.corpus_root() / "bach" / "bwv122.6.mxl"
+    rec = m21.build_work(path, tmp_path, {**m21.build_params(), "max_clips": 1})
+    c = rec["clips"][0]
+    pm = pretty_midi.PrettyMIDI(str(tmp_path / c["midi_path"]))
+    assert [(t.numerator, t.denominator) for t in pm.time_signature_changes] == [(3, 4)]
+    assert pretty_midi.key_number_to_key_name(pm.key_signature_changes[0].key_number) == "G minor" == c["key"]
+    assert c["meter"] == "triple"
 
 
 def test_ids_name_their_work(quick):
     m = quick.manifest
-    for i, g in m.group.items():
-        assert i.startswith(g + ".") and i.split(".")[0] == m.loc[i, "collection"]
+    for i, w in m.work.items():
+        assert i.startswith(w + ".") and i.split(".")[0] == m.loc[i, "collection"]
     report = pd.read_csv(Path(quick.root) / "build_report.csv", keep_default_na=False)
     assert len(report) == sum(m21.QUICK_WORKS.values())
-    assert set(report.loc[report.clips == 0, "skipped"]) <= {"no lyrics", "shorter than one clip"}
+    assert set(report.action) <= {"kept", "merged", "dropped"}
+    assert set(report.loc[report.action == "dropped", "reason"]) <= {"no lyrics", "too short"}
+    assert (report.loc[report.action != "dropped", "group"] != "").all()
     assert (Path(quick.root) / "validation.csv").exists()
+
+
+def _write_score(path, pitches, words, ts="4/4"):
+    "A one-part MusicXML score of quarter notes `pitches`, one word of `words` per note (cycled; none when empty)."
+    from music21 import key, meter, note, stream
+    p = stream.Part(); p.append(meter.TimeSignature(ts)); p.append(key.Key("C"))
+    for i, midi in enumerate(pitches):
+        n = note.Note(int(midi), quarterLength=1)
+        if words: n.lyric = words[i % len(words)]
+        p.append(n)
+    s = stream.Score(); s.insert(0, p)
+    path.parent.mkdir(parents=True, exist_ok=True); s.write("musicxml", fp=str(path))
+    return path
+
+
+def test_synthetic_corpus_duplicates_are_dropped_or_grouped(tmp_path):
+    "Transposed copy, `_old` copy, re-texted copy and shared text: dropped or merged, and no split leaks them."
+    rng = np.random.default_rng(0)
+    tune = 60 + np.cumsum(rng.choice([-2, -1, 1, 2], 40)).clip(-10, 10)
+    other = 64 + np.cumsum(rng.choice([-3, -1, 1, 3], 40)).clip(-10, 10)
+    third = 57 + np.cumsum(rng.choice([-2, 2, 4, -4], 40)).clip(-8, 8)
+    text1, text2, text3 = "Lobe den Herren den mächtigen König".split(), "Nun danket alle Gott".split(), "Ach Gott vom Himmel".split()
+    d = tmp_path / "corpus" / "bach"
+    works = [_write_score(d / "bwv900.1.xml", tune, text1),
+             _write_score(d / "bwv900.1_old.xml", tune, text1),           # backup copy
+             _write_score(d / "bwv900.2.xml", tune + 5, text1),           # transposed copy
+             _write_score(d / "bwv901.xml", tune - 3, text2),             # same music, other text
+             _write_score(d / "bwv902.xml", other, text1, "3/4"),         # same text, other tune
+             _write_score(d / "bwv903.xml", third, text3),                # unrelated
+             _write_score(d / "bwv904.xml", third + 2, [])]               # no lyrics
+    ds = m21.build_m21_vocal(tmp_path / "out", n_jobs=1, progress=False, works=works)
+    rep = pd.read_csv(tmp_path / "out" / "build_report.csv", keep_default_na=False).set_index("work")
+    assert rep.loc["bach.bwv900.1-old", ["action", "reason"]].tolist() == ["dropped", "duplicate of bach.bwv900.1"]
+    assert rep.loc["bach.bwv900.2", ["action", "reason"]].tolist() == ["dropped", "duplicate of bach.bwv900.1"]
+    assert rep.loc["bach.bwv904", "reason"] == "no lyrics"
+    assert "same music as bach.bwv900.1" in rep.loc["bach.bwv901", "reason"]
+    assert "shares tune with bach.bwv900.1" in rep.loc["bach.bwv901", "reason"]
+    assert "shares text with bach.bwv900.1" in rep.loc["bach.bwv902", "reason"]
+    m = ds.manifest
+    assert sorted(m.work.unique()) == ["bach.bwv900.1", "bach.bwv901", "bach.bwv902", "bach.bwv903"]
+    assert m.groupby("work").group.first().to_dict() == {"bach.bwv900.1": "bach.bwv900.1", "bach.bwv901": "bach.bwv900.1",
+                                                          "bach.bwv902": "bach.bwv900.1", "bach.bwv903": "bach.bwv903"}
+    assert m.loc[m.work == "bach.bwv902", "meter"].eq("triple").all()
+    keys = m21.leak_keys(m)
+    for seed in SEEDS:
+        assert m21.split_leaks(keys, group_split(m.group, m.collection, seed=seed)).empty
+    naive = [m21.split_leaks(keys, group_split(m.work, m.collection, seed=s)) for s in SEEDS]
+    assert all(len(l) > 0 for l in naive)                        # the checker sees the leak the old grouping made
+    info = json.loads((tmp_path / "out" / "dataset.json").read_text())["dedup"]
+    assert info["dropped"] == {"duplicate of": 2, "no lyrics": 1} and info["works_merged"] == 3 and info["groups"] == 2
 
 
 def test_resume_rebuilds_only_missing_work(quick, tmp_path):
