@@ -21,7 +21,7 @@ __all__ = ['CONFIG_KEYS', 'REPETITION_KEYS', 'BASELINES', 'BASELINE_KEYS', 'FIXE
            'select_on_valid', 'verdict', 'paired_difference', 'group_bootstrap', 'repetition_stability', 'is_fused',
            'describe', 'fmt_interval', 'finding_table', 'findings', 'label_confounds', 'scores_within', 'best_per',
            'headline_table', 'interval_table', 'png_bytes', 'table_html', 'make_report_html', 'standard_sections',
-           'representation_table', 'comparison_sentence', 'beta_table']
+           'representation_table', 'comparison_sentence', 'beta_table', 'suite_table']
 
 # %% ../nbs/22_report.ipynb #d42ac534
 CONFIG_KEYS = ["dataset", "notebook", "config", "model", "modalities", "features", "fusion", "beta", "latent_dim",
@@ -532,3 +532,15 @@ def beta_table(df: pd.DataFrame, labels: Sequence[str], configs: Sequence[str], 
     out = pd.concat(parts, ignore_index=True)
     return out.assign(beta=pd.to_numeric(out.beta)).sort_values(["label", "beta"], ignore_index=True)[
         ["label", "beta", "config", "algorithm", "valid_mean", "test_mean", "test_lo", "test_hi", "n"]]
+
+# %% ../nbs/22_report.ipynb #4375cf99
+def suite_table(df: pd.DataFrame, config: str, label: str, metric: str = "ami") -> pd.DataFrame:
+    "Per (algorithm, k rule) of configuration `config`: valid mean, test mean [lo, hi] of `metric` for `label`, and the k used."
+    d = dedupe(df)
+    S = summarise(d[(d.config == config) & (d.label == label) & (d.metric == metric) & (d.subset == "")])
+    if S.empty: return pd.DataFrame(columns=["algorithm", "k_rule", "k", "valid", "test", "test interval"])
+    v = S[S.split == "valid"].set_index(["algorithm", "k_rule"])
+    t = S[S.split == "test"].set_index(["algorithm", "k_rule"])
+    out = pd.DataFrame({"k": t["k"], "valid": v["mean"], "test": t["mean"],
+                        "test interval": [fmt_interval(a, b) for a, b in zip(t["lo"], t["hi"])]})
+    return out.sort_values("valid", ascending=False).reset_index()
