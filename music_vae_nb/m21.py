@@ -523,7 +523,7 @@ def build_m21_vocal(out_dir: str | Path, quick: bool = False, n_jobs: int = -1, 
     table = content_groups(records)
     m = corpus_manifest(records, table)
     if m.empty: raise RuntimeError(f"m21-vocal: no clip was made; see {out_dir / 'works'}")
-    m["split"] = group_split(m["group"], m["collection"], seed=0)
+    m["split"] = group_split(m["group"], m["collection"], seed=0, by_size=False)      # as `Dataset.split_ids` draws
     write_csv(table, out_dir / "build_report.csv")
     counts = {c: m[c].value_counts().to_dict() for c in [*M21_LABELS, "split"]}
     ds = save_dataset(out_dir, m, name, M21_LABELS, "collection", M21_INFO, params=params,
@@ -531,7 +531,8 @@ def build_m21_vocal(out_dir: str | Path, quick: bool = False, n_jobs: int = -1, 
                       clip_seconds=params["clip_seconds"], tempo_qpm=params["tempo_qpm"], n_works=int(m["work"].nunique()),
                       n_groups=int(m["group"].nunique()), n_skipped_works=int((table.action == "dropped").sum()),
                       dedup=build_summary(table), label_sources=LABEL_SOURCES, labels_declared_in_midi=LABELS_DECLARED_IN_MIDI,
-                      counts=counts, build_seconds=round(time.perf_counter() - t0, 1))
+                      counts=counts, build_seconds=round(time.perf_counter() - t0, 1),
+                      works_cpu_seconds=round(float(table["cpu_seconds"].sum()), 1))
     write_validation(validate_rows(ds.manifest.reset_index(), out_dir, M21_LABELS, check_content=False), out_dir)
     return ds
 
