@@ -513,6 +513,11 @@ def _build_works(works: Sequence[Path], out_dir: Path, params: dict, n_jobs: int
     return [recs[work_group(p)] for p in works]
 
 # %% ../nbs/12_m21.ipynb #a1c0de0d
+def _remove_media(out_dir: Path, records: Sequence[dict]) -> None:
+    "Delete the clip files of dropped works (their records stay in works/, so the build still resumes)."
+    for c in (c for r in records for c in r["clips"]):
+        for k in ("audio_path", "midi_path"): (out_dir / c[k]).unlink(missing_ok=True)
+
 def build_m21_vocal(out_dir: str | Path, quick: bool = False, n_jobs: int = -1, progress: bool = True,
                     works: Sequence[str | Path] | None = None):
     "Build (or resume) m21-vocal (`quick`: the small subset; `works`: other score files) in `out_dir`; returns the `Dataset`."
@@ -522,6 +527,7 @@ def build_m21_vocal(out_dir: str | Path, quick: bool = False, n_jobs: int = -1, 
     records = _build_works(works, out_dir, params, n_jobs, progress, name)
     table = content_groups(records)
     m = corpus_manifest(records, table)
+    _remove_media(out_dir, [r for r in records if r["group"] in set(table.work[table.action == "dropped"])])
     if m.empty: raise RuntimeError(f"m21-vocal: no clip was made; see {out_dir / 'works'}")
     m["split"] = group_split(m["group"], m["collection"], seed=0, by_size=False)      # as `Dataset.split_ids` draws
     write_csv(table, out_dir / "build_report.csv")

@@ -165,6 +165,9 @@ def test_synthetic_corpus_duplicates_are_dropped_or_grouped(tmp_path):
     assert "same music as bach.bwv900.1" in rep.loc["bach.bwv901", "reason"]
     assert "shares tune with bach.bwv900.1" in rep.loc["bach.bwv901", "reason"]
     assert "shares text with bach.bwv900.1" in rep.loc["bach.bwv902", "reason"]
+    out = tmp_path / "out"
+    assert not (out / "midi" / "bach.bwv900.2.00.mid").exists() and not (out / "audio" / "bach.bwv900.1-old.00.ogg").exists()
+    assert (out / "works" / "bach.bwv900.2.json").exists() and (out / "midi" / "bach.bwv901.00.mid").exists()
     m = ds.manifest
     assert sorted(m.work.unique()) == ["bach.bwv900.1", "bach.bwv901", "bach.bwv902", "bach.bwv903"]
     assert m.groupby("work").group.first().to_dict() == {"bach.bwv900.1": "bach.bwv900.1", "bach.bwv901": "bach.bwv900.1",
