@@ -44,3 +44,20 @@ def test_dask_calls_run_with_one_thread_and_raise(client):
 def test_resolve_scheduler_keeps_a_client(client):
     assert resolve_scheduler(client) is client
     assert resolve_scheduler(client.cluster) == client.scheduler.address
+
+
+def test_fit_embed_many_same_on_local_processes_and_dask(client):
+    from music_vae_nb.models import VAE
+    from music_vae_nb.train import TrainConfig, fit_embed_many, toy_data
+    data, _ = toy_data(90, {"audio": 8}, seed=7)
+    ids = data.ids
+    tasks = [dict(model=lambda d: VAE(d["audio"], 2, (8,)), data=data, train_ids=ids[:60], valid_ids=ids[60:75],
+                  embed_ids={"test": ids[75:]}, cfg=TrainConfig(epochs=3, kl_warmup_epochs=1, seed=s, progress=False))
+             for s in (0, 1, 2)]
+    runs = {s: fit_embed_many(tasks, n_jobs=2, scheduler=s) for s in ("local", "processes", client)}
+    ref = runs["local"]
+    for name, res in runs.items():
+        for x, y in zip(ref, res):
+            np.testing.assert_array_equal(x.Z["test"], y.Z["test"], err_msg=str(name))
+            assert x.ids["test"].tolist() == y.ids["test"].tolist()
+    assert not np.array_equal(ref[0].Z["test"], ref[1].Z["test"])

@@ -1,4 +1,4 @@
-"Fast checks of the trainer: resume equality, NaN guard, embed = posterior mean, data by id (helper C)."
+"Fast checks of the trainer: resume equality, safe checkpoints, the fit cache, infer/embed, NaN guard, data by id."
 import warnings
 import numpy as np
 import pandas as pd
@@ -7,7 +7,9 @@ import torch
 
 from music_vae_nb.core import seed_everything
 from music_vae_nb.models import VAE, MultiModalVAE, PCAEmbedder
-from music_vae_nb.train import MultiModalData, TrainConfig, embed, fit_embed, fit_model, toy_data
+from music_vae_nb import train as train_mod
+from music_vae_nb.train import (MultiModalData, TrainConfig, embed, fit_embed, fit_embed_many, fit_model, infer,
+                                 load_checkpoint, toy_data)
 
 
 @pytest.fixture(scope="module")
@@ -121,3 +123,68 @@ def test_fit_embed_returns_ids_beside_latents():
     assert np.allclose(r.Z["test"], r.Z["all"][100:], atol=1e-6)
     p = fit_embed(PCAEmbedder(2), data, ids[:80], embed_ids={"test": ids[100:]})
     assert p.history is None and p.Z["test"].shape == (20, 2)
+
+
+def test_checkpoint_loads_with_weights_only(split, tmp_path):
+    train, valid = split
+    fit_model(_model(), train, valid, _cfg(epochs=2, checkpoint_dir=tmp_path))
+    c = torch.load(tmp_path / "last.pt", map_location="cpu", weights_only=True)     # no pickled objects
+    assert c["state"]["epoch"] == 2 and set(c["rng"]) >= {"torch", "gen", "numpy", "python"}
+    assert load_checkpoint(tmp_path / "last.pt")["key"] == c["key"]
+
+
+def test_checkpoint_every_spaces_the_writes(split, tmp_path, monkeypatch):
+    train, valid = split
+    epochs = []
+    real = train_mod.save_checkpoint
+    monkeypatch.setattr(train_mod, "save_checkpoint", lambda p, **s: (epochs.append(s["state"]["epoch"]), real(p, **s)))
+    fit_model(_model(), train, valid, _cfg(epochs=7, patience=100, checkpoint_every=3, checkpoint_dir=tmp_path))
+    assert epochs == [3, 6, 7]                                 # every 3rd epoch and the last
+
+
+def test_infer_outputs(split):
+    train, valid = split
+    m = _model(); fit_model(m, train, valid, _cfg(epochs=2))
+    out = infer(m, valid, batch_size=7)
+    assert out["mu"].shape == (40, 3) and out["logvar"].shape == (40, 3) and out["mu"].dtype == np.float32
+    assert set(out["recon"]) == {"audio", "lyrics"} and out["recon"]["lyrics"].shape == (40, 8)
+    assert np.allclose(out["mu"], embed(m, valid), atol=1e-6)
+    only = infer(m, valid, what=("mu",))
+    assert only["recon"] is None and only["logvar"] is None
+    assert torch.get_num_threads() >= 1 and not m.training
+    p = PCAEmbedder(2).fit(train.matrix())
+    o = infer(p, valid)
+    assert o["logvar"] is None and o["recon"]["audio"].shape == (40, 10) and o["mu"].shape == (40, 2)
+
+
+def test_fit_cache_reuses_a_finished_fit(tmp_path, monkeypatch):
+    data, _ = toy_data(100, {"audio": 10}, seed=5)
+    ids = data.ids
+    job = dict(data=data, train_ids=ids[:60], valid_ids=ids[60:80], embed_ids={"test": ids[80:]},
+               cfg=_cfg(epochs=3), cache_dir=tmp_path)
+    make = lambda d: VAE(d["audio"], 3, (16,))
+    r1 = fit_embed(make, **job)
+    calls = []
+    real = train_mod.fit_model
+    monkeypatch.setattr(train_mod, "fit_model", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    r2 = fit_embed(make, **job)
+    assert calls == [] and np.array_equal(r1.Z["test"], r2.Z["test"])
+    assert r2.ids["test"].tolist() == ids[80:].tolist()
+    pd.testing.assert_frame_equal(r1.history, r2.history)
+    assert r2.history.attrs["best_epoch"] == r1.history.attrs["best_epoch"]
+    # other data values under the same ids: not the cached fit
+    other = MultiModalData({"audio": data.arrays["audio"] + 1}, ids)
+    fit_embed(make, **{**job, "data": other})
+    assert calls == [1]
+
+
+def test_fit_embed_many_local_equals_processes():
+    data, _ = toy_data(90, {"audio": 8}, seed=6)
+    ids = data.ids
+    tasks = [dict(model=lambda d: VAE(d["audio"], 2, (8,)), data=data, train_ids=ids[:60], valid_ids=ids[60:75],
+                  embed_ids={"test": ids[75:]}, cfg=_cfg(epochs=2, seed=s)) for s in (0, 1)]
+    a = fit_embed_many(tasks, scheduler="local")
+    b = fit_embed_many(tasks, n_jobs=2, scheduler="processes")
+    for x, y in zip(a, b):
+        assert np.array_equal(x.Z["test"], y.Z["test"])
+    assert not np.array_equal(a[0].Z["test"], a[1].Z["test"])
