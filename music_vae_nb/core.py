@@ -305,7 +305,7 @@ class _OneThread:
         with thread_limits(1): return self.fn(x)
 
 def _bar(total: int, desc: str | None, progress: bool):
-    from tqdm.auto import tqdm
+    from tqdm import tqdm                                   # (tqdm.auto warns in kernels without ipywidgets)
     return tqdm(total=total, desc=desc, disable=not progress, mininterval=1.0, leave=False)
 
 def _map_processes(fn, items, n: int, desc, progress) -> list:
