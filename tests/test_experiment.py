@@ -1,0 +1,61 @@
+"Experiments: complete keys, determinism, availability, repetitions that redraw the split."
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from music_vae_nb.experiment import Experiment, ModelSpec
+from music_vae_nb.protocol import Protocol
+from music_vae_nb.store import FeatureSet
+
+
+def toy(n=72, seed=0, reps=2):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    ids = np.array([f"s{i:03d}" for i in range(n)])
+    A = (rng.normal(size=(n, 6)) + 3 * np.eye(3)[y] @ rng.normal(size=(3, 6))).astype(np.float32)
+    M = (rng.normal(size=(n, 4)) + 3 * np.eye(3)[y] @ rng.normal(size=(3, 4))).astype(np.float32)
+    mmask = np.arange(n) % 3 != 0                                       # a third of the items have no MIDI
+    feats = {"audio": FeatureSet("audio", ids, A, np.ones(n, bool)), "midi": FeatureSet("midi", ids, M, mmask)}
+    man = pd.DataFrame({"style": np.array(list("abc"))[y], "group": [f"g{i // 3}" for i in range(n)]},
+                       index=pd.Index(ids, name="id"))
+    def split_ids(r):
+        g = np.random.default_rng(r).permutation(sorted(set(man.group)))
+        side = {x: ("train" if i < 0.6 * len(g) else "valid" if i < 0.8 * len(g) else "test") for i, x in enumerate(g)}
+        s = man.group.map(side)
+        return {**{k: man.index[s == k].to_numpy() for k in ("train", "valid", "test")}, "all": man.index.to_numpy()}
+    ds = SimpleNamespace(name="toy", manifest=man, labels=["style"], primary_label="style", info={}, split_ids=split_ids)
+    return Experiment(ds, feats, {"audio": "audio", "midi": "midi"}, repetitions=reps, notebook="t", n_jobs=1,
+                      scheduler="local")
+
+
+SPECS = [ModelSpec("pca", ("audio", "midi"), latent_dim=3),
+         ModelSpec("vae", ("midi",), latent_dim=3, epochs=4, patience=4),
+         ModelSpec("mm_vae", ("audio", "midi"), fusion="moe", latent_dim=3, epochs=4, patience=4)]
+P = Protocol(algorithms=("kmeans",), within=None)
+
+
+def test_rows_have_complete_unique_keys_and_are_deterministic():
+    a, _ = toy().score(toy().fit(SPECS), P)
+    b, _ = toy().score(toy().fit(SPECS), P)
+    keys = [c for c in a.columns if c != "value"]
+    assert not a.duplicated(keys).any()
+    pd.testing.assert_frame_equal(a.sort_values(keys).reset_index(drop=True), b.sort_values(keys).reset_index(drop=True))
+    assert a.config.nunique() == len(SPECS) + 1                       # three specs, and the baselines (no config)
+
+
+def test_a_model_is_scored_only_on_items_that_have_its_inputs():
+    ex = toy()
+    fits = ex.fit(SPECS[1:2])
+    test_ids = set(fits[SPECS[1], 0].ids["test"])
+    no_midi = set(ex.ds.manifest.index[np.arange(len(ex.ds.manifest)) % 3 == 0])
+    assert test_ids and not test_ids & no_midi
+
+
+def test_each_repetition_draws_its_own_split_and_scaler():
+    ex = toy()
+    assert set(ex.split_ids(0)["test"]) != set(ex.split_ids(1)["test"])
+    fits = ex.fit(SPECS[:1])
+    assert set(fits[SPECS[0], 0].ids["test"]) == set(ex.split_ids(0)["test"])
+    assert set(fits[SPECS[0], 1].ids["test"]) == set(ex.split_ids(1)["test"])
