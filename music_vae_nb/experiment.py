@@ -5,6 +5,7 @@
 # %% ../nbs/23_experiment.ipynb #97657c67
 from __future__ import annotations
 from dataclasses import dataclass, field, asdict, replace
+from functools import partial
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -130,10 +131,8 @@ def _train_config(spec: ModelSpec, r: int) -> TrainConfig:
     return TrainConfig(epochs=spec.epochs, patience=spec.patience, beta=spec.beta, seed=r, progress=False,
                        kl_warmup_epochs=min(10, max(1, spec.epochs // 3)))
 
-@dataclass
-class _Task:
-    spec: ModelSpec
-    r: int
+def _build(spec: ModelSpec, n_cond: int, dims):
+    return build_model(spec, dims, n_cond)
 
 def _fit_all(ex: Experiment, specs: Sequence[ModelSpec]) -> dict:
     out, tasks, keys = {}, [], []
@@ -144,8 +143,8 @@ def _fit_all(ex: Experiment, specs: Sequence[ModelSpec]) -> dict:
             split = {s: _present_ids(d, ids[s]) for s in ("train", "valid", *ex.embed_splits)}
             embed_ids = {s: split[s] for s in ex.embed_splits}
             if spec.model == "features": out[spec, r] = _fit_features(d, embed_ids); continue
-            model = build_model(spec, d.dims, n_cond)
-            if spec.model == "pca": model.random_state = r
+            # a factory, so the weights are drawn after the trainer seeds (same seed, same model)
+            model = PCAEmbedder(spec.latent_dim, random_state=r) if spec.model == "pca" else partial(_build, spec, n_cond)
             tasks.append(dict(model=model, data=d, train_ids=split["train"], valid_ids=split["valid"],
                               embed_ids=embed_ids, cfg=_train_config(spec, r)))
             keys.append((spec, r))
