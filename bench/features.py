@@ -10,6 +10,8 @@ is never touched), so times are cold unless stated and memory is that configurat
   cold-1    audio + MIDI, 1 worker (in process): the speed-up of 2 workers over 1
   cached    the same call again on cold-2's cache: seconds (call only, and whole process incl. imports)
   double-2  every feature set, 2 workers, on the dataset twice as large (manifest duplicated with new ids)
+  extractors  CPU ms per clip of each audio / MIDI extractor in this process (the shared STFT, the descriptors,
+            the music features: target <= 30 ms per 30 s clip for `audio_music` + `midi_music`)
 
 Peak memory is the peak of the summed resident memory of the process tree (the process and its loky
 workers, sampled every 50 ms with psutil) and, for reference, the largest single process
@@ -25,9 +27,10 @@ from pathlib import Path
 def child(args):
     "Run one configuration; print a JSON line with the timings."
     t_start = time.perf_counter()
-    from music_vae_nb.data import load_dataset, read_dataset
+    from music_vae_nb.data import read_dataset
+    from music_vae_nb.datasets import load_dataset
     import psutil
-    from music_vae_nb.features import compute_group, GROUPS
+    from music_vae_nb.store import compute_group, GROUPS
     me = psutil.Process()
     def cpu():                                                    # CPU seconds of this process + live workers
         t = 0.0
@@ -82,12 +85,12 @@ def _spin(n: int) -> int:
 
 
 def control_speedup(n_items: int = 16) -> float:
-    "Speed-up of 2 workers over 1 on pure CPU work through `map_items` (2.0 on an idle 2-core machine)."
-    from music_vae_nb.features import map_items
-    list(map_items(_spin, [10] * 2, 2, progress=False))                  # start the workers
+    "Speed-up of 2 workers over 1 on pure CPU work through the store's executor (2.0 on an idle 2-core machine)."
+    from music_vae_nb.store import run_items
+    run_items(_spin, [10] * 2, 2)                                      # start the workers
     t = {}
     for j in (1, 2):
-        t0 = time.perf_counter(); list(map_items(_spin, [3_000_000] * n_items, j, progress=False))
+        t0 = time.perf_counter(); run_items(_spin, [3_000_000] * n_items, j)
         t[j] = time.perf_counter() - t0
     return t[1] / t[2]
 
@@ -104,16 +107,51 @@ def double_dataset(ds, root: Path):
                         info_columns=ds.info.get("info_columns", []))
 
 
+def extractor_costs(ds, n_items: int = 40) -> dict:
+    "CPU ms per clip of each per-item extractor, in this process, on the first `n_items` clips with audio and MIDI."
+    import warnings
+    from music_vae_nb.features import load_audio, spectra, audio_features, load_midi, midi_features
+    from music_vae_nb.music import audio_music_features, midi_music_features
+    m = ds.manifest; ids = m.index[m.has_audio & m.has_midi][:n_items]
+    cost = {k: 0.0 for k in ("decode", "spectra (shared STFT)", "audio descriptors", "audio_music", "MIDI parse", "midi", "midi_music")}
+    seconds = 0.0
+    def timed(key, fn):
+        c = time.process_time(); out = fn(); cost[key] += time.process_time() - c
+        return out
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        audio_music_features(np.zeros(16_000, np.float32))                # warm-up: filter banks, imports
+        for id in ids:
+            y = timed("decode", lambda: load_audio(ds.audio_file(id))); seconds += len(y) / 16_000
+            sp = timed("spectra (shared STFT)", lambda: spectra(y))
+            timed("audio descriptors", lambda: audio_features(y, spec=sp))
+            timed("audio_music", lambda: audio_music_features(y, spec=sp))
+            pm = timed("MIDI parse", lambda: load_midi(ds.midi_file(id)))
+            timed("midi", lambda: midi_features(pm))
+            timed("midi_music", lambda: midi_music_features(pm))
+    n = max(len(ids), 1)
+    return {"clips": len(ids), "mean_seconds": seconds / n, **{k: 1000 * v / n for k, v in cost.items()}}
+
+
 def main(args):
-    from music_vae_nb.data import load_dataset
+    import numpy as np
+    globals()["np"] = np
+    from music_vae_nb.datasets import load_dataset
     ds = load_dataset(args.dataset, quick=args.quick)                  # build it first (not timed)
     n = len(ds.ids("all"))
     tmp = Path(tempfile.mkdtemp(prefix="bench-features-"))
-    from music_vae_nb.features import available_feature_names, group_of
+    from music_vae_nb.store import available_feature_names, group_of
     all_groups = ",".join(dict.fromkeys(group_of(n) for n in available_feature_names()))
     file_groups = "audio,midi"
     try:
         print(f"dataset {ds.name}: {n} items; {os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f}", flush=True)
+        ex = extractor_costs(ds)
+        print(f"\nCPU ms per clip, one process, {ex['clips']} clips of {ex['mean_seconds']:.1f} s on average:")
+        for k, v in ex.items():
+            if k not in ("clips", "mean_seconds"): print(f"  {k:24} {v:7.1f}")
+        new = ex["audio_music"] + ex["midi_music"]
+        print(f"  new music extractors     {new:7.1f} ms per clip = {new * 30 / ex['mean_seconds']:.1f} ms per 30 s clip (target <= 30)\n", flush=True)
+        if args.extractors_only: return
         c0 = control_speedup()
         runs = [run("cold-2", args.dataset, args.quick, all_groups, 2, tmp / "c2"),
                 run("cold-1", args.dataset, args.quick, file_groups, 1, tmp / "c1"),
@@ -154,5 +192,6 @@ if __name__ == "__main__":
     ap.add_argument("--child", action="store_true"); ap.add_argument("--groups", default="")
     ap.add_argument("--jobs", type=int, default=2); ap.add_argument("--cache", default=None)
     ap.add_argument("--root", default=None)
+    ap.add_argument("--extractors-only", action="store_true", help="only the per-extractor CPU costs")
     a = ap.parse_args()
     child(a) if a.child else main(a)

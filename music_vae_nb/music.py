@@ -5,6 +5,7 @@
 # %% ../nbs/16_music.ipynb #88a77b1f
 from __future__ import annotations
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pretty_midi
@@ -13,11 +14,12 @@ from .features import pitch_class_histogram
 
 # %% auto #0
 __all__ = ['SOUNDFONT', 'QUARTER_GRID', 'AC_LAGS', 'BAR_CANDIDATES', 'IOI_BINS', 'KK_MAJOR', 'KK_MINOR', 'TEMPO_RATIOS',
-           'metre_pattern', 'cadence', 'plucked', 'render', 'midi_notes', 'score_beats', 'onset_train', 'autocorr',
-           'lag_value', 'estimate_beat', 'note_beats', 'declared_metre', 'metre_features', 'rhythm_features',
-           'key_profile_scores', 'estimate_key', 'tonality_features', 'final_features', 'top_voice', 'melody_features',
-           'midi_music_feature_names', 'midi_music_features', 'onset_envelope', 'beat_phase', 'subdivision_profile',
-           'beat_features', 'beat_chroma', 'audio_music_feature_names', 'audio_music_features']
+           'MUSIC_BLOCKS', 'metre_pattern', 'cadence', 'plucked', 'render', 'midi_notes', 'score_beats', 'onset_train',
+           'autocorr', 'lag_value', 'estimate_beat', 'note_beats', 'declared_metre', 'binned_autocorr',
+           'metre_features', 'rhythm_features', 'key_profile_scores', 'estimate_key', 'tonality_features',
+           'final_features', 'top_voice', 'melody_features', 'midi_music_feature_names', 'midi_music_features',
+           'onset_envelope', 'beat_phase', 'subdivision_profile', 'beat_features', 'beat_chroma',
+           'audio_music_feature_names', 'audio_music_features', 'block_columns']
 
 # %% ../nbs/16_music.ipynb #01322f66
 SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
@@ -138,11 +140,19 @@ def declared_metre(pm) -> np.ndarray:
     return np.array([1, beats, bar / beats, bar, compound], np.float32)
 
 # %% ../nbs/16_music.ipynb #4d5d9113
+def binned_autocorr(on: np.ndarray, w: np.ndarray, rate: float, lags: Sequence[float]) -> np.ndarray:
+    "Autocorrelation (not mean-removed, divided by lag 0) at `lags` (beats) of the onset weights `w` summed in bins of 1/`rate` beat around onsets `on` (beats)."
+    x = np.bincount(np.round(np.asarray(on) * rate).astype(int), w)
+    n = len(x); F = np.fft.rfft(x, 2 * n); ac = np.fft.irfft(F * np.conj(F))[:n]
+    return np.array([ac[int(round(L * rate))] / ac[0] if ac[0] > 0 and L * rate < n else 0.0 for L in lags])
+
 def metre_features(on: np.ndarray, w: np.ndarray) -> np.ndarray:
-    "Declaration-free metre of onsets `on` (beats) weighted by `w` (durations, beats): autocorrelation at `AC_LAGS` and four contrasts, onset profile within the beat (`QUARTER_GRID` positions), metricity of each `BAR_CANDIDATES` bar: shape (6 + 4 + 12 + 5,)."
+    "Declaration-free metre of onsets `on` (beats) weighted by `w` (durations, beats): autocorrelation at `AC_LAGS`, four ratios of grouping by 3 against 2 (3/2, 3/4 and 6/4 beats on beat bins, 1.5/1 on eighth bins), onset profile within the beat (`QUARTER_GRID` positions), metricity of each `BAR_CANDIDATES` bar: shape (6 + 4 + 12 + 5,)."
     ac = autocorr(onset_train(on, w))
-    a = {L: lag_value(ac, L * QUARTER_GRID) for L in AC_LAGS}
-    contrast = [a[3.0] - a[2.0], a[3.0] - a[4.0], a[6.0] - a[4.0], a[1.5] - a[1.0]]
+    a = [lag_value(ac, L * QUARTER_GRID) for L in AC_LAGS]
+    b = binned_autocorr(on, w, 1, (2, 3, 4, 6)); e = binned_autocorr(on, w, 2, (1, 1.5))
+    ratio = lambda x, y: x / y if y > 1e-9 else 0.0
+    groupings = [ratio(b[1], b[0]), ratio(b[1], b[2]), ratio(b[3], b[2]), ratio(e[1], e[0])]
     pos = np.round(np.mod(on, 1.0) * QUARTER_GRID).astype(int) % QUARTER_GRID
     beat_prof = np.bincount(pos, w, QUARTER_GRID) / max(w.sum(), 1e-12)
     metricity = []
@@ -150,7 +160,7 @@ def metre_features(on: np.ndarray, w: np.ndarray) -> np.ndarray:
         n = int(round(bar * 2)); p = np.round(np.mod(on * 2, n)).astype(int) % n
         h = np.bincount(p, w, n)
         metricity.append(h.max() / max(h.mean(), 1e-12) / n)    # 1/n (flat) … 1 (every weight on one position)
-    return np.concatenate([list(a.values()), contrast, beat_prof, metricity]).astype(np.float32)
+    return np.concatenate([a, groupings, beat_prof, metricity]).astype(np.float32)
 
 # %% ../nbs/16_music.ipynb #6965c1a0
 def rhythm_features(on: np.ndarray, top: np.ndarray) -> np.ndarray:
@@ -222,7 +232,7 @@ def melody_features(pitch: np.ndarray) -> np.ndarray:
 def midi_music_feature_names() -> list[str]:
     "Column names of the `midi_music` vector, in order (units in brackets)."
     return (["ts_declared", "ts_beats_per_bar", "ts_beat_unit[quarters]", "ts_bar[quarters]", "ts_compound"]
-            + [f"ac_lag{L:g}[beats]" for L in AC_LAGS] + ["ac3-ac2", "ac3-ac4", "ac6-ac4", "ac1.5-ac1"]
+            + [f"ac_lag{L:g}[beats]" for L in AC_LAGS] + ["ac3/ac2", "ac3/ac4", "ac6/ac4", "ac1.5/ac1"]
             + [f"beat_pos{i}/{QUARTER_GRID}" for i in range(QUARTER_GRID)] + [f"metricity_bar{b:g}[beats]" for b in BAR_CANDIDATES]
             + [f"ioi_{b:.3g}[beats]" for b in IOI_BINS] + ["longshort_share", "syncopation", "onsets_per_beat", "notes_per_beat"]
             + [f"pc_rel{i}" for i in range(12)] + ["r_major", "r_minor", "major-minor", "key_clarity", "key_margin"]
@@ -296,3 +306,19 @@ def audio_music_features(y: np.ndarray, sr: int = 16_000, n_fft: int = 1024, hop
     spec = spec or spectra(y, sr, n_fft, hop, n_mels, top_db)
     pulse, period, phase = beat_features(onset_envelope(spec["mel_db"]), sr / hop)
     return np.concatenate([pulse, tonality_features(beat_chroma(spec["chroma"], period, phase))]).astype(np.float32)
+
+# %% ../nbs/16_music.ipynb #e954d662
+MUSIC_BLOCKS = {
+    "metre": ("ts_", "ac", "beat_pos", "metricity", "triple", "tempo", "pulse"),
+    "metre_undeclared": ("ac", "beat_pos", "metricity", "triple", "tempo", "pulse"),
+    "grouping": ("ac3/", "ac6/", "ac1.5/", "metricity"),
+    "rhythm": ("ioi_", "longshort", "syncopation", "onsets_per", "notes_per"),
+    "tonality": ("pc_rel", "chroma_rel", "r_", "major-minor", "key_", "final_"),
+    "mode_evidence": ("r_", "major-minor"),
+    "melody": ("mel_",),
+}
+
+def block_columns(names: Sequence[str], block: str) -> list[int]:
+    "Indices of the columns `names` that belong to `MUSIC_BLOCKS[block]`."
+    pre = MUSIC_BLOCKS[block]
+    return [i for i, n in enumerate(names) if n.startswith(pre)]

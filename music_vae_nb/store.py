@@ -21,12 +21,12 @@ from .music import (audio_music_features, audio_music_feature_names, midi_music_
 # %% auto #0
 __all__ = ['FEATURES_VERSION', 'DEFAULT_PARAMS', 'GROUPS', 'FEATURE_NAMES', 'OPTIONAL', 'ON_REQUEST', 'PART_SIZE',
            'VALIDATION_COLUMNS', 'ITEM_EXTRACTORS', 'available_feature_names', 'group_of', 'resolve_params',
-           'FeatureSet', 'FeatureScaler', 'concat_sets', 'run_items', 'feature_shape', 'feature_columns', 'cache_key',
-           'record_problems', 'extract_item', 'extract_chunk', 'compute_group', 'compute_features', 'feature_summary',
-           'toy_dataset', 'features_main']
+           'FeatureSet', 'FeatureScaler', 'concat_sets', 'music_block', 'run_items', 'feature_shape', 'feature_columns',
+           'cache_key', 'record_problems', 'extract_item', 'extract_chunk', 'compute_group', 'compute_features',
+           'feature_summary', 'toy_dataset', 'features_main']
 
 # %% ../nbs/17_store.ipynb #b78bf3ef
-FEATURES_VERSION = 2   # bump when an extractor changes its numbers: every cache key changes with it
+FEATURES_VERSION = 3   # bump when an extractor changes its numbers: every cache key changes with it
 
 DEFAULT_PARAMS = {
     "audio": dict(sr=16_000, n_fft=1024, hop=256, n_mfcc=20, n_mels=64, n_frames=128, clip_seconds=30.0, top_db=80.0),
@@ -153,6 +153,14 @@ def concat_sets(sets: Sequence[FeatureSet], name: str | None = None) -> FeatureS
                       {"blocks": {s.name: list(s.shape) for s in sets}})
 
 # %% ../nbs/17_store.ipynb #95aed19f
+def music_block(fs: FeatureSet, block: str) -> FeatureSet:
+    "The columns of `fs` (a `midi_music`, `audio_music` or `midi_transcribed_music` set) in `MUSIC_BLOCKS[block]`, named `<set>:<block>`."
+    from music_vae_nb.music import block_columns
+    idx = block_columns(fs.columns or [], block)
+    if not idx: raise ValueError(f"{fs.name} has no {block!r} columns")
+    return FeatureSet(f"{fs.name}:{block}", fs.ids, fs.X[:, idx], fs.mask, fs.params, [fs.columns[i] for i in idx])
+
+# %% ../nbs/17_store.ipynb #c5c1e56d
 def run_items(fn: Callable, items: Sequence, n_jobs: int = -1, scheduler: str = "processes", desc: str | None = None,
               progress: bool = False) -> list:
     "`[fn(x) for x in items]`, in order, through `core.parallel_map` (joblib's loky processes until core has it)."
@@ -167,7 +175,7 @@ def run_items(fn: Callable, items: Sequence, n_jobs: int = -1, scheduler: str = 
     from joblib import Parallel, delayed
     return Parallel(n_jobs=n_jobs)(delayed(fn)(x) for x in items)
 
-# %% ../nbs/17_store.ipynb #c5c1e56d
+# %% ../nbs/17_store.ipynb #e560aa62
 PART_SIZE = 32         # items per task of the executor, and per part file of the cache
 VALIDATION_COLUMNS = ["id", "file", "modality", "problem"]
 
@@ -193,7 +201,7 @@ def cache_key(ds, group: str, params: dict) -> str:
     "Cache key of an extractor group: dataset fingerprint + the group's parameters + `FEATURES_VERSION`."
     return fingerprint(ds.fingerprint, group, params, FEATURES_VERSION)
 
-# %% ../nbs/17_store.ipynb #d401a7a0
+# %% ../nbs/17_store.ipynb #46f06b8a
 def record_problems(ds, rows: Sequence[dict]) -> Path:
     "Append `rows` (id, file, modality, problem) to `ds.root/validation.csv`, without duplicates."
     path = Path(ds.root) / "validation.csv"
@@ -205,7 +213,7 @@ def record_problems(ds, rows: Sequence[dict]) -> Path:
         write_csv(out, path)
     return path
 
-# %% ../nbs/17_store.ipynb #cce59112
+# %% ../nbs/17_store.ipynb #9687d250
 def _audio_item(path, p):
     y = load_audio(path, p["sr"])
     spec = spectra(y, p["sr"], p["n_fft"], p["hop"], p["n_mels"], p["top_db"])
@@ -232,7 +240,7 @@ def extract_item(item: tuple, group: str, params: dict) -> tuple:
     except Exception as e:
         return id, None, f"{type(e).__name__}: {e}"[:300]
 
-# %% ../nbs/17_store.ipynb #46f06b8a
+# %% ../nbs/17_store.ipynb #80f18c60
 def _read_parts(parts: Path) -> dict:
     "{id: {set: array}} of every part file written so far."
     done = {}
@@ -260,7 +268,7 @@ def _rel(ds, path) -> str:
     try: return str(Path(path).relative_to(ds.root))
     except ValueError: return str(path)
 
-# %% ../nbs/17_store.ipynb #e1fd431e
+# %% ../nbs/17_store.ipynb #341839fb
 def _assemble(ds, group, p, done) -> dict:
     ids = ds.ids("all"); sets = {}
     for n in GROUPS[group]:
@@ -286,7 +294,7 @@ def _compute_files(ds, group, p, parts, n_jobs, progress, scheduler, file_of=Non
         problems += [dict(id=id, file=_rel(ds, where[id]), modality=group, problem=pr) for id, pr in out]
     return _assemble(ds, group, p, _read_parts(parts)), problems
 
-# %% ../nbs/17_store.ipynb #80f18c60
+# %% ../nbs/17_store.ipynb #e5b8ba7f
 def _compute_transcribed(ds, group, p, parts, n_jobs, progress, scheduler):
     from music_vae_nb.transcribe import transcribe_dataset
     tab = transcribe_dataset(ds, which=p["which"], cache_dir=Path(ds.cache_dir) / "transcribed", n_jobs=n_jobs,
@@ -295,7 +303,7 @@ def _compute_transcribed(ds, group, p, parts, n_jobs, progress, scheduler):
     paths = dict(zip(ok["id"].astype(str), ok["midi_path"].astype(str)))
     return _compute_files(ds, group, p, parts, n_jobs, progress, scheduler, file_of=paths.get)
 
-# %% ../nbs/17_store.ipynb #341839fb
+# %% ../nbs/17_store.ipynb #567a8735
 def _lyrics(ds):
     ids = ds.ids("all"); m = ds.manifest.loc[ids]
     texts = [t if ok else "" for t, ok in zip(m["lyrics"].tolist(), m["has_lyrics"].tolist())]
@@ -329,7 +337,7 @@ def _compute_embedding(ds, group, p, parts, n_jobs, progress, scheduler):
 _COMPUTE = {"audio": _compute_files, "midi": _compute_files, "midi_transcribed": _compute_transcribed,
             "lyrics_tfidf": _compute_tfidf, "lyrics_minilm": _compute_embedding, "lyrics_e5": _compute_embedding}
 
-# %% ../nbs/17_store.ipynb #45fd3168
+# %% ../nbs/17_store.ipynb #f34f1062
 def compute_group(ds, group: str, params: dict | None = None, n_jobs: int = -1, cache_dir: str | Path | None = None,
                   progress: bool = True, scheduler: str = "processes") -> dict[str, FeatureSet]:
     "The feature sets of extractor `group` for `ds`, from the cache or computed (and cached); `stats` tell which."
@@ -350,7 +358,7 @@ def compute_group(ds, group: str, params: dict | None = None, n_jobs: int = -1, 
         fs.stats = dict(seconds=time.perf_counter() - t0, cached=cached, key=key, path=str(paths[n]), n_problems=len(problems))
     return sets
 
-# %% ../nbs/17_store.ipynb #e5b8ba7f
+# %% ../nbs/17_store.ipynb #d1fe308e
 def compute_features(ds, names: Sequence[str] | None = None, n_jobs: int = -1, params: dict | None = None,
                      progress: bool = True, scheduler: str = "processes",
                      cache_dir: str | Path | None = None) -> dict[str, FeatureSet]:
@@ -367,7 +375,7 @@ def feature_summary(feats: dict[str, FeatureSet]) -> pd.DataFrame:
                               seconds=round(fs.stats.get("seconds", float("nan")), 2), cached=fs.stats.get("cached"))
                          for n, fs in feats.items()])
 
-# %% ../nbs/17_store.ipynb #f34f1062
+# %% ../nbs/17_store.ipynb #0d56234b
 def toy_dataset(root: str | Path, n: int = 8, seconds: float = 2.0, sr: int = 16_000,
                 corrupt: Sequence[str] = (), name: str = "toy"):
     "A tiny synthetic `Dataset` in `root`: tones, MIDI melodies, texts (the last one empty); ids in `corrupt` get an unreadable audio file."
@@ -390,7 +398,7 @@ def toy_dataset(root: str | Path, n: int = 8, seconds: float = 2.0, sr: int = 16
                          lyrics=text, kind=kind))
     return save_dataset(root, pd.DataFrame(rows), name, ["kind"], "kind")
 
-# %% ../nbs/17_store.ipynb #289c23cd
+# %% ../nbs/17_store.ipynb #a954da04
 def features_main(dataset: str = "m21-vocal", quick: bool = False, n_jobs: int = -1, scheduler: str = "processes") -> int:
     "CLI hook of `music-vae features`: compute (or load) every default feature set of `dataset`, print a summary, return the exit code."
     try: from music_vae_nb.datasets import load_dataset
