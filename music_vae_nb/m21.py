@@ -37,7 +37,7 @@ SAMPLE_RATE = 16_000
 GM_PROGRAM = 52                   # General MIDI "Choir Aahs" (0-based), for every part
 VELOCITY = 80
 TUNE_INTERVALS = 16               # melodic intervals of the top part that identify a tune
-QUICK_WORKS = {"bach": 16, "trecento": 8, "monteverdi": 6}   # works per collection in the quick subset
+QUICK_WORKS = {"bach": 24, "trecento": 14, "monteverdi": 10}   # works per collection in the quick subset
 QUICK_MAX_CLIPS = 2
 SOUNDFONT_PATHS = ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/soundfonts/FluidR3_GM.sf2",
                    "/usr/share/sounds/sf2/default-GM.sf2", "/usr/share/soundfonts/default.sf2")
@@ -46,7 +46,8 @@ def build_params(quick: bool = False) -> dict:
     "Everything that decides the content of a build (its fingerprint is the cache key of each work)."
     return dict(version=BUILD_VERSION, tempo_qpm=TEMPO_QPM, tempo_range=TEMPO_RANGE, clip_seconds=CLIP_SECONDS,
                 sr=SAMPLE_RATE, max_clips=QUICK_MAX_CLIPS if quick else MAX_CLIPS_PER_WORK, program=GM_PROGRAM,
-                velocity=VELOCITY, tune_intervals=TUNE_INTERVALS, audio_source=audio_source())
+                velocity=VELOCITY, tune_intervals=TUNE_INTERVALS, audio_source=audio_source(),
+                **({"quick_works": dict(QUICK_WORKS)} if quick else {}))
 
 # %% ../nbs/12_m21.ipynb #2aace24e
 SCORE_SUFFIXES = (".mxl", ".xml", ".musicxml", ".krn")
