@@ -311,7 +311,7 @@ def audio_music_features(y: np.ndarray, sr: int = 16_000, n_fft: int = 1024, hop
 MUSIC_BLOCKS = {
     "metre": ("ts_", "ac", "beat_pos", "metricity", "triple", "tempo", "pulse"),
     "metre_undeclared": ("ac", "beat_pos", "metricity", "triple", "tempo", "pulse"),
-    "grouping": ("ac3/", "ac6/", "ac1.5/", "metricity"),
+    "grouping": ("ac3/", "ac6/", "ac1.5/", "metricity", "syncopation", "longshort"),   # the declaration-free metre cues
     "rhythm": ("ioi_", "longshort", "syncopation", "onsets_per", "notes_per"),
     "tonality": ("pc_rel", "chroma_rel", "r_", "major-minor", "key_", "final_"),
     "mode_evidence": ("r_", "major-minor"),
