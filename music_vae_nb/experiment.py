@@ -68,10 +68,10 @@ class ModelSpec:
 # %% ../nbs/23_experiment.ipynb #caa47525
 def build_model(spec: ModelSpec, dims: Mapping[str, Any], n_cond: int = 0):
     "The untrained model of `spec` for inputs of shapes `dims` (a `PCAEmbedder` for pca, None for features)."
-    d = {m: dims[m] for m in spec.modalities}
     if spec.model == "features": return None
     if spec.model == "pca": return PCAEmbedder(spec.latent_dim)
     if spec.model == "ae": return AE(dims["concat"], spec.latent_dim, modality="concat")
+    d = {m: dims[m] for m in spec.modalities}
     if spec.model == "vae": return VAE(d[spec.modalities[0]], spec.latent_dim, modality=spec.modalities[0])
     if spec.model == "conv_vae": return ConvVAE(d[spec.modalities[0]], spec.latent_dim, modality=spec.modalities[0])
     if spec.model == "mm_vae": return MultiModalVAE(d, spec.latent_dim, fusion=spec.fusion, subsample=spec.subsample)
