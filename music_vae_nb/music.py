@@ -13,9 +13,9 @@ import pretty_midi
 from .features import pitch_class_histogram
 
 # %% auto #0
-__all__ = ['SOUNDFONT', 'QUARTER_GRID', 'AC_LAGS', 'BAR_CANDIDATES', 'IOI_BINS', 'KK_MAJOR', 'KK_MINOR', 'TEMPO_RATIOS',
-           'MUSIC_BLOCKS', 'metre_pattern', 'cadence', 'plucked', 'render', 'midi_notes', 'score_beats', 'onset_train',
-           'autocorr', 'lag_value', 'estimate_beat', 'note_beats', 'declared_metre', 'binned_autocorr',
+__all__ = ['SOUNDFONT', 'QUARTER_GRID', 'AC_LAGS', 'BAR_CANDIDATES', 'IOI_BINS', 'KK_MAJOR', 'KK_MINOR', 'OTHER_PROFILES',
+           'TEMPO_RATIOS', 'MUSIC_BLOCKS', 'metre_pattern', 'cadence', 'plucked', 'render', 'midi_notes', 'score_beats',
+           'onset_train', 'autocorr', 'lag_value', 'estimate_beat', 'note_beats', 'declared_metre', 'binned_autocorr',
            'metre_features', 'rhythm_features', 'key_profile_scores', 'estimate_key', 'tonality_features',
            'final_features', 'top_voice', 'melody_features', 'midi_music_feature_names', 'midi_music_features',
            'onset_envelope', 'beat_phase', 'subdivision_profile', 'beat_features', 'beat_chroma',
@@ -182,12 +182,18 @@ def rhythm_features(on: np.ndarray, top: np.ndarray) -> np.ndarray:
 # %% ../nbs/16_music.ipynb #6f256dbd
 KK_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])   # Krumhansl-Kessler probe-tone ratings
 KK_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
+OTHER_PROFILES = {                                   # (major, minor) key profiles of corpus statistics, as music21 ships them
+    "ae": (np.array([17.766, 0.146, 14.927, 0.16, 19.805, 11.359, 0.291, 22.062, 0.146, 8.155, 0.233, 4.951]),    # Aarden-Essen
+           np.array([18.265, 0.738, 14.05, 16.86, 0.702, 14.436, 0.702, 18.616, 4.566, 1.932, 7.376, 1.756])),
+    "tkp": (np.array([0.748, 0.06, 0.488, 0.082, 0.67, 0.46, 0.096, 0.715, 0.104, 0.366, 0.057, 0.4]),          # Temperley-Kostka-Payne
+            np.array([0.712, 0.084, 0.474, 0.618, 0.049, 0.46, 0.105, 0.747, 0.404, 0.067, 0.133, 0.33])),
+}
 
-def key_profile_scores(h: np.ndarray) -> np.ndarray:
-    "Pearson correlation of pitch-class weights `h` (C=0 … B=11) with the Krumhansl-Kessler profile of every key: shape (2, 12), row 0 major, row 1 minor, column = tonic."
+def key_profile_scores(h: np.ndarray, profiles: tuple = (KK_MAJOR, KK_MINOR)) -> np.ndarray:
+    "Pearson correlation of pitch-class weights `h` (C=0 … B=11) with the (major, minor) `profiles` (default Krumhansl-Kessler) of every key: shape (2, 12), row 0 major, row 1 minor, column = tonic."
     h = np.asarray(h, float)
     if np.ptp(h) < 1e-12: return np.zeros((2, 12))
-    P = np.stack([[np.roll(p, t) for t in range(12)] for p in (KK_MAJOR, KK_MINOR)])      # (2, 12 tonics, 12 pcs)
+    P = np.stack([[np.roll(p, t) for t in range(12)] for p in profiles])                  # (2, 12 tonics, 12 pcs)
     Pc = P - P.mean(-1, keepdims=True); hc = h - h.mean()
     return (Pc @ hc) / (np.linalg.norm(Pc, axis=-1) * np.linalg.norm(hc))
 
@@ -198,11 +204,13 @@ def estimate_key(h: np.ndarray) -> tuple[int, str]:
 
 # %% ../nbs/16_music.ipynb #6841c7aa
 def tonality_features(h: np.ndarray) -> np.ndarray:
-    "Key-invariant tonality of pitch-class weights `h`: `h` (sum 1) rotated to the estimated tonic, best major and best minor correlation, their difference (major − minor), key clarity (best correlation) and margin (best − second best): shape (17,)."
+    "Key-invariant tonality of pitch-class weights `h`: `h` (sum 1) rotated to the estimated tonic, best major and best minor Krumhansl-Kessler correlation, their difference (major − minor), key clarity (best correlation) and margin (best − second best), the same difference with the `OTHER_PROFILES`: shape (19,)."
     h = np.asarray(h, float); h = h / h.sum() if h.sum() > 0 else h
     R = key_profile_scores(h); tonic, _ = estimate_key(h)
     best = np.sort(R.ravel())[::-1]
-    return np.concatenate([np.roll(h, -tonic), [R[0].max(), R[1].max(), R[0].max() - R[1].max(), best[0], best[0] - best[1]]]).astype(np.float32)
+    other = [np.subtract(*key_profile_scores(h, p).max(axis=1)) for p in OTHER_PROFILES.values()]
+    return np.concatenate([np.roll(h, -tonic), [R[0].max(), R[1].max(), R[0].max() - R[1].max(), best[0], best[0] - best[1]],
+                           other]).astype(np.float32)
 
 # %% ../nbs/16_music.ipynb #58b9554a
 def final_features(N: np.ndarray, tonic: int) -> np.ndarray:
@@ -236,12 +244,13 @@ def midi_music_feature_names() -> list[str]:
             + [f"beat_pos{i}/{QUARTER_GRID}" for i in range(QUARTER_GRID)] + [f"metricity_bar{b:g}[beats]" for b in BAR_CANDIDATES]
             + [f"ioi_{b:.3g}[beats]" for b in IOI_BINS] + ["longshort_share", "syncopation", "onsets_per_beat", "notes_per_beat"]
             + [f"pc_rel{i}" for i in range(12)] + ["r_major", "r_minor", "major-minor", "key_clarity", "key_margin"]
+            + [f"major-minor_{k}" for k in OTHER_PROFILES]
             + ["final_bass_tonic", "final_bass_fifth", "final_major_third", "final_minor_third"]
             + ["mel_repeat", "mel_step", "mel_leap", "mel_abs_interval[semitones]", "mel_range[semitones]",
                "mel_turns[per interval]", "mel_rising"])
 
 def midi_music_features(pm, beat: str = "score") -> np.ndarray:
-    "Metre, rhythm, tonality and melody of `pm` (see `midi_music_feature_names`), beats from the file (`beat='score'`) or estimated (`'estimate'`); raises if `pm` has no notes: shape (74,)."
+    "Metre, rhythm, tonality and melody of `pm` (see `midi_music_feature_names`), beats from the file (`beat='score'`) or estimated (`'estimate'`); raises if `pm` has no notes: shape (76,)."
     N = note_beats(pm, beat)
     if not len(N): raise ValueError("MIDI has no notes")
     on, w = N[:, 0], np.clip(N[:, 1] - N[:, 0], 0, 4)
@@ -297,11 +306,12 @@ def audio_music_feature_names() -> list[str]:
     "Column names of the `audio_music` vector, in order (units in brackets)."
     return (["tempo[BPM]", "pulse_clarity"] + [f"ac_{r:.3g}x_beat" for r in TEMPO_RATIOS]
             + [f"beat_pos{i}/{QUARTER_GRID}" for i in range(QUARTER_GRID)] + ["triple-duple"]
-            + [f"chroma_rel{i}" for i in range(12)] + ["r_major", "r_minor", "major-minor", "key_clarity", "key_margin"])
+            + [f"chroma_rel{i}" for i in range(12)] + ["r_major", "r_minor", "major-minor", "key_clarity", "key_margin"]
+            + [f"major-minor_{k}" for k in OTHER_PROFILES])
 
 def audio_music_features(y: np.ndarray, sr: int = 16_000, n_fft: int = 1024, hop: int = 256, n_mels: int = 64,
                          top_db: float = 80.0, spec: dict | None = None) -> np.ndarray:
-    "Pulse, subdivision and key-invariant tonality of mono `y` at `sr` Hz (see `audio_music_feature_names`); `spec`: the `features.spectra` of `y`, reused when given: shape (39,)."
+    "Pulse, subdivision and key-invariant tonality of mono `y` at `sr` Hz (see `audio_music_feature_names`); `spec`: the `features.spectra` of `y`, reused when given: shape (41,)."
     from music_vae_nb.features import spectra
     spec = spec or spectra(y, sr, n_fft, hop, n_mels, top_db)
     pulse, period, phase = beat_features(onset_envelope(spec["mel_db"]), sr / hop)
@@ -314,7 +324,7 @@ MUSIC_BLOCKS = {
     "grouping": ("ac3/", "ac6/", "ac1.5/", "metricity", "syncopation", "longshort"),   # the declaration-free metre cues
     "rhythm": ("ioi_", "longshort", "syncopation", "onsets_per", "notes_per"),
     "tonality": ("pc_rel", "chroma_rel", "r_", "major-minor", "key_", "final_"),
-    "mode_evidence": ("r_", "major-minor"),
+    "mode_evidence": ("major-minor",),                                                      # major − minor of each profile
     "melody": ("mel_",),
 }
 

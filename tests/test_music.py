@@ -78,7 +78,7 @@ def test_melody_and_final_sonority():
 def test_audio_features_reuse_the_shared_spectra():
     y = M.render(M.cadence(60, "major", 0.6))
     np.testing.assert_array_equal(M.audio_music_features(y), M.audio_music_features(y, spec=spectra(y)))
-    assert M.audio_music_features(y).shape == (len(AUDIO_NAMES),) == (39,)
+    assert M.audio_music_features(y).shape == (len(AUDIO_NAMES),) == (41,)
 
 
 def test_empty_inputs():

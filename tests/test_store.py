@@ -119,7 +119,7 @@ def test_quick_dataset_feature_sets():
     feats = compute_features(ds, progress=False)          # shared cache: computed once, then read
     m = ds.manifest
     shapes = {"audio": (131,), "log_mel": (64, 128), "midi": (51,), "piano_roll": (64, 128), "lyrics_minilm": (384,),
-              "midi_music": (74,), "audio_music": (39,)}
+              "midi_music": (76,), "audio_music": (41,)}
     for n, fs in feats.items():
         assert fs.ids.tolist() == ds.ids("all").tolist(), n
         assert np.isfinite(fs.X).all() and (fs.X[~fs.mask] == 0).all(), n
@@ -156,7 +156,7 @@ def test_transcribed_sets_use_the_transcription_table(toy, monkeypatch):
     out = compute_features(toy, ["midi_transcribed", "midi_transcribed_music", "midi"], scheduler="local", progress=False)
     assert out["midi_transcribed"].mask.tolist() == [True] * 6 + [False] * 2
     np.testing.assert_array_equal(out["midi_transcribed"].X[:6], out["midi"].X[:6])   # same extractor, same files
-    assert out["midi_transcribed_music"].shape == (74,) and out["midi_transcribed_music"].n_available == 6
+    assert out["midi_transcribed_music"].shape == (76,) and out["midi_transcribed_music"].n_available == 6
     assert "midi_transcribed" not in available_feature_names()                        # only on request
 
 
