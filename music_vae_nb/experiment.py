@@ -60,7 +60,7 @@ class ModelSpec:
     @property
     def name(self) -> str:
         "A short readable name: model, fusion and beta."
-        extra = [self.fusion] if self.model == "mm_vae" else []
+        extra = [self.fusion + (", sub-sampled" if self.subsample and self.fusion == "poe" else "")] if self.model == "mm_vae" else []
         if self.model in ("vae", "conv_vae", "mm_vae", "cvae") and self.beta != 1: extra.append(f"beta={self.beta:g}")
         if self.model == "cvae": extra.append(f"given {self.condition}")
         return self.model + (f" ({', '.join(extra)})" if extra else "")

@@ -18,9 +18,9 @@ from .core import (seed_everything, get_device, atomic_path, fingerprint, file_l
                                write_json, parallel_map, thread_limits)
 
 # %% auto #0
-__all__ = ['MultiModalData', 'index_batch', 'toy_data', 'TrainConfig', 'data_hash', 'run_key', 'batches', 'evaluate',
-           'save_checkpoint', 'load_checkpoint', 'torch_threads', 'fit_model', 'infer', 'embed', 'FitResult', 'fit_key',
-           'save_fit', 'load_fit', 'fit_embed', 'fit_embed_many']
+__all__ = ['MultiModalData', 'index_batch', 'toy_data', 'TrainConfig', 'data_hash', 'model_settings', 'run_key', 'batches',
+           'evaluate', 'save_checkpoint', 'load_checkpoint', 'torch_threads', 'fit_model', 'infer', 'embed',
+           'FitResult', 'fit_key', 'save_fit', 'load_fit', 'fit_embed', 'fit_embed_many']
 
 # %% ../nbs/13_train.ipynb #1ac3f963
 class MultiModalData:
@@ -145,11 +145,18 @@ def data_hash(data: MultiModalData) -> str:
 
 _NOT_IN_KEY = ("epochs", "progress", "checkpoint_dir", "checkpoint_every", "device", "num_threads")
 
+def model_settings(model: nn.Module) -> dict:
+    "Settings of `model` and its submodules that are not weights (fusion, sub-sampling, sizes): two models with equal weights but other settings get other keys."
+    simple = (str, int, float, bool, tuple, list, dict, type(None))
+    return {name or ".": [type(m).__name__, {k: v for k, v in sorted(vars(m).items())
+                                             if not k.startswith("_") and k != "training" and isinstance(v, simple)}]
+            for name, m in model.named_modules()}
+
 def run_key(model: nn.Module, train: MultiModalData, valid: MultiModalData | None, cfg: TrainConfig) -> str:
     "Fingerprint of everything a resumed run must share with the original (all but `epochs`)."
     c = {k: v for k, v in asdict(cfg).items() if k not in _NOT_IN_KEY}
     data = [data_hash(train)] + ([data_hash(valid)] if valid is not None else [])
-    return fingerprint(type(model).__name__, _param_hash(model), c, data, train.dims)
+    return fingerprint(type(model).__name__, _param_hash(model), model_settings(model), c, data, train.dims)
 
 # %% ../nbs/13_train.ipynb #5c55040f
 def batches(n: int, batch_size: int = 512):
