@@ -31,7 +31,7 @@ __all__ = ['BASE_COLUMNS', 'SPLITS', 'SPLIT_FRACTIONS', 'AUDIO_EXTS', 'OTHER_AUD
 # %% ../nbs/11_data.ipynb #cfe77db5
 BASE_COLUMNS = ["id", "group", "split", "audio_path", "midi_path", "lyrics", "has_audio", "has_lyrics", "has_midi"]
 SPLITS = ("train", "valid", "test")
-SPLIT_FRACTIONS = (0.7, 0.1, 0.2)
+SPLIT_FRACTIONS = (0.6, 0.2, 0.2)      # a validation split large enough to choose on
 
 def normalise_manifest(df: pd.DataFrame, labels: Sequence[str], info: Sequence[str] = ()) -> pd.DataFrame:
     "Columns in schema order (base, `labels`, `info`) with schema dtypes (str text, bool masks), indexed by `id`."
@@ -109,7 +109,7 @@ def _split_ids(self: Dataset, split_seed: int = 0) -> dict:
         m = self.manifest; ids = m.index.to_numpy(dtype=str)
         own = split_seed == 0 and bool(m["split"].isin(SPLITS).all())           # the manifest's split, when it has one
         sp = (m["split"].to_numpy(dtype=str) if own or not len(m) else
-              group_split(m["group"], m[self.primary_label], seed=split_seed, by_size=split_seed == 0))
+              group_split(m["group"], m[self.primary_label], seed=split_seed, by_size=False))
         self._splits[split_seed] = {**{s: ids[sp == s] for s in SPLITS}, "all": ids}
     return self._splits[split_seed]
 
@@ -662,7 +662,7 @@ def finish_dataset(raw: dict, out: str | Path, seed: int = 0, check_content: boo
     report = pd.concat([report, pd.DataFrame({"id": df.loc[empty, "id"], "file": "", "modality": "item",
                                               "problem": "no usable audio, lyrics or MIDI (dropped)"})], ignore_index=True)
     df = df[~empty].reset_index(drop=True)
-    df["split"] = group_split(df["group"], df[raw["primary_label"]], seed=seed) if len(df) else []
+    df["split"] = group_split(df["group"], df[raw["primary_label"]], seed=seed, by_size=False) if len(df) else []
     out, match = Path(out), raw["matching"]
     write_validation(report, out); write_csv(match, out / "matching.csv")
     cov = {m: dict(items=len(raw["manifest"]), matched=int(((match.modality == m) & (match.status == "matched") & (match.id != "")).sum()),

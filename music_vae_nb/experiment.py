@@ -106,8 +106,10 @@ class Experiment:
         return self._data[r]
 
     def inputs(self, spec: ModelSpec, r: int) -> tuple[MultiModalData, int]:
-        "The data `spec` reads in repetition `r` (the condition one-hot for a CVAE, one concatenated block for the AE)."
+        "The data `spec` reads in repetition `r`: views weighted 1/sqrt(width) when raw features or PCA concatenate them, the condition one-hot for a CVAE, one block for the AE."
         d = self.data(r).select(spec.modalities)
+        if spec.model in ("features", "pca") and len(spec.modalities) > 1:     # every view the same say in a distance
+            d = MultiModalData({m: X / np.sqrt(np.prod(X.shape[1:])) for m, X in d.arrays.items()}, d.ids, d.masks)
         if spec.model == "ae":
             d = MultiModalData({"concat": d.matrix()}, d.ids, {"concat": d.present()})
         if spec.model != "cvae": return d, 0

@@ -26,7 +26,7 @@ __all__ = ['BUILD_VERSION', 'COLLECTIONS', 'LANGUAGE', 'TEMPO_QPM', 'TEMPO_RANGE
            'leak_keys', 'split_leaks', 'corpus_manifest', 'build_m21_vocal', 'is_built', 'build_default']
 
 # %% ../nbs/12_m21.ipynb #dfe36f0d
-BUILD_VERSION = 5                 # bump when the build changes what it writes
+BUILD_VERSION = 6                 # bump when the build changes what it writes
 COLLECTIONS = ("bach", "trecento", "monteverdi")
 LANGUAGE = {"bach": "de", "monteverdi": "it"}     # trecento: detected per work (la / it)
 TEMPO_QPM = 72.0                  # quarter notes per minute, for every score without a notated tempo
