@@ -29,3 +29,4 @@ lab: setup
 bench: setup
 	$(BIN)/python bench/features.py
 	$(BIN)/python bench/train.py
+	$(BIN)/python bench/cluster.py
