@@ -24,8 +24,7 @@ from .core import metric_rows
 # %% auto #0
 __all__ = ['N_THREADS', 'FIT_MAX', 'SWEEP_MAX', 'SCORE_MAX', 'ALGORITHMS', 'DENSITY', 'limit_threads', 'sample_index',
            'extend_by_centroid', 'extend_by_vote', 'extend_by_nearest', 'k_distance', 'knee_eps', 'n_clusters',
-           'cluster', 'internal_scores', 'default_k_rule', 'choose_k', 'external_scores', 'baseline_scores',
-           'contingency', 'evaluation_labels', 'label_table', 'evaluate_embedding', 'baseline_rows']
+           'cluster', 'internal_scores', 'default_k_rule', 'choose_k', 'external_scores', 'contingency']
 
 # %% ../nbs/14_cluster.ipynb #e22f0892
 N_THREADS = 1
@@ -215,14 +214,6 @@ def external_scores(y_true: Sequence, y_pred: Sequence) -> dict[str, float]:
                 ari=float(adjusted_rand_score(yt, yp) * cover),
                 purity=float(C.max(axis=0).sum() / len(y_true)), acc=float(C[r, c].sum() / len(y_true)))
 
-# %% ../nbs/14_cluster.ipynb #6460df1f
-def baseline_scores(y_true: Sequence, seed: int = 0) -> dict[str, dict[str, float]]:
-    "External scores of the `majority` (one cluster) and `random` (permuted labels) baselines."
-    y_true = np.asarray(y_true)
-    codes = pd.factorize(y_true)[0]
-    rnd = np.random.default_rng(seed).permutation(codes)
-    return {"majority": external_scores(y_true, np.zeros(len(y_true), int)), "random": external_scores(y_true, rnd)}
-
 # %% ../nbs/14_cluster.ipynb #4160b77d
 def contingency(y_true: Sequence, y_pred: Sequence) -> pd.DataFrame:
     "Counts of classes (rows) per cluster (columns); noise (-1) becomes a last column named 'noise'."
@@ -231,75 +222,3 @@ def contingency(y_true: Sequence, y_pred: Sequence) -> pd.DataFrame:
                     pd.Series(np.where(y_pred < 0, "noise", y_pred.astype(str)), name="cluster"))
     cols = sorted((c for c in t.columns if c != "noise"), key=int) + (["noise"] if "noise" in t.columns else [])
     return t[cols]
-
-# %% ../nbs/14_cluster.ipynb #1d1be9df
-def evaluation_labels(ds, max_classes: int = 12, exclude: Iterable[str] = ("mode_source", "time_signature", "key")) -> list[str]:
-    "Label columns of `ds` worth scoring: `ds.labels` minus bookkeeping ones, with 2..`max_classes` classes."
-    out = []
-    for c in ds.labels:
-        if c in exclude or c not in ds.manifest.columns: continue
-        n = ds.manifest[c].replace("", np.nan).dropna().nunique()
-        if 2 <= n <= max_classes: out.append(c)
-    return out
-
-def label_table(ds, ids: Sequence[str], labels: Sequence[str]) -> pd.DataFrame:
-    "Labels of `ids` looked up by id in `ds.manifest` (rows in the order of `ids`; missing values are NaN)."
-    ids = [str(i) for i in ids]
-    man = ds.manifest
-    if man.index.name != "id" and "id" in man.columns: man = man.set_index("id")
-    man = man.set_axis(man.index.astype(str))
-    missing = [i for i in ids if i not in man.index]
-    if missing: raise KeyError(f"{len(missing)} ids not in the manifest, e.g. {missing[:3]}")
-    return man.loc[ids, list(labels)].replace("", np.nan)
-
-# %% ../nbs/14_cluster.ipynb #4bea7611
-def _clusterings(Z, algorithm, k_rules, seed, n_classes: dict[str, int], ks=range(2, 11)):
-    "Yield (k_rule, k, labels, target label names) for one algorithm."
-    if algorithm in DENSITY:
-        lab = cluster(Z, algorithm, random_state=seed)
-        yield "density", n_clusters(lab), lab, list(n_classes); return
-    for rule in k_rules:
-        if rule == "n_classes":
-            for k in sorted(set(n_classes.values())):
-                if 2 <= k <= len(Z) - 1:
-                    yield rule, k, cluster(Z, algorithm, k=k, random_state=seed), [l for l, n in n_classes.items() if n == k]
-        else:
-            rule = default_k_rule(algorithm) if rule == "auto" else rule
-            if rule == "bic" and algorithm != "gmm": continue   # BIC is only defined for the likelihood model
-            k, _ = choose_k(Z, algorithm, ks=ks, random_state=seed, rule=rule)
-            yield rule, k, cluster(Z, algorithm, k=k, random_state=seed), list(n_classes)
-
-@limit_threads
-def evaluate_embedding(Z: np.ndarray, ids: Sequence[str], ds, model: str, modalities: str, seed: int, split: str,
-                       algorithms: Sequence[str] = ("kmeans",), k_rules: Sequence[str] = ("n_classes", "silhouette"),
-                       labels: Sequence[str] | None = None, notebook: str | None = None) -> list[dict]:
-    "Cluster `Z` (rows = `ids`) with each algorithm and k rule; tidy rows of internal and external (by-id) scores."
-    Z = np.asarray(Z, dtype=np.float64)
-    if len(Z) != len(ids): raise ValueError(f"{len(Z)} latent rows vs {len(ids)} ids")
-    labels = evaluation_labels(ds) if labels is None else list(labels)
-    y = label_table(ds, ids, labels)
-    n_classes = {l: int(y[l].nunique()) for l in labels}
-    keys = dict(dataset=ds.name, notebook=notebook or "", model=model, modalities=modalities, seed=seed, split=split)
-    rows = []
-    for alg in algorithms:
-        for rule, k, lab, targets in _clusterings(Z, alg, k_rules, seed, n_classes):
-            rows += metric_rows(internal_scores(Z, lab), **keys, algorithm=alg, k=k, k_rule=rule)
-            for l in targets:
-                known = y[l].notna().to_numpy()
-                rows += metric_rows(external_scores(y[l].to_numpy()[known], lab[known]),
-                                    **keys, algorithm=alg, k=k, k_rule=rule, label=l)
-    return rows
-
-def baseline_rows(ids: Sequence[str], ds, seed: int, split: str, labels: Sequence[str] | None = None,
-                  notebook: str | None = None) -> list[dict]:
-    "Tidy rows of the majority and random baselines for each label (model = baseline name)."
-    labels = evaluation_labels(ds) if labels is None else list(labels)
-    y = label_table(ds, ids, labels)
-    rows = []
-    for l in labels:
-        yl = y[l].dropna().to_numpy()
-        for name, sc in baseline_scores(yl, seed).items():
-            rows += metric_rows(sc, dataset=ds.name, notebook=notebook or "", model=name, modalities="", seed=seed,
-                                split=split, algorithm=name, k=1 if name == "majority" else len(set(yl)), k_rule="",
-                                label=l)
-    return rows
