@@ -90,7 +90,8 @@ def knee_eps(Z: np.ndarray, min_samples: int = 5) -> float:
     d = k_distance(Z, min_samples)
     if d[-1] - d[0] <= 0: return float(d[-1]) or 1e-6
     x, y = np.linspace(0, 1, len(d)), (d - d[0]) / (d[-1] - d[0])
-    return float(d[np.argmax(x - y)])
+    eps = float(d[np.argmax(x - y)])
+    return eps if eps > 0 else float(d[d > 0].min())        # duplicate points: the smallest positive distance
 
 # %% ../nbs/14_cluster.ipynb #9cfbf4fa
 def _kmeans(Z, k, random_state=0, max_fit=None, **kw):    # linear: always on every row

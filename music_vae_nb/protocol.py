@@ -68,25 +68,31 @@ class Protocol:
             return self._clusterings(Z, n_classes, seed, algorithms, k_rules)
 
     def _clusterings(self, Z, n_classes, seed, algorithms, k_rules) -> list[dict]:
-        out, n = [], len(Z)
+        out = []
         for alg in (algorithms or self.algorithms):
-            if alg in DENSITY:
-                lab = cluster(Z, alg, random_state=seed)
-                out.append(dict(algorithm=alg, k_rule="density", k=n_clusters(lab), assignment=lab, targets=list(n_classes)))
+            try: out += self._one_algorithm(Z, alg, n_classes, seed, k_rules)
+            except Exception as e:                    # one algorithm failing on one embedding never stops a long run
+                warnings.warn(f"{alg} skipped on an embedding of {len(Z)} items: {type(e).__name__}: {e}")
+        return out
+
+    def _one_algorithm(self, Z, alg, n_classes, seed, k_rules) -> list[dict]:
+        out, n = [], len(Z)
+        if alg in DENSITY:
+            lab = cluster(Z, alg, random_state=seed)
+            return [dict(algorithm=alg, k_rule="density", k=n_clusters(lab), assignment=lab, targets=list(n_classes))]
+        for rule in (k_rules or self.k_rules):
+            if rule == "n_classes":
+                for k in sorted(set(n_classes.values())):
+                    if 2 <= k <= n - 1:
+                        out.append(dict(algorithm=alg, k_rule=rule, k=k, assignment=cluster(Z, alg, k=k, random_state=seed),
+                                        targets=[l for l, c in n_classes.items() if c == k]))
                 continue
-            for rule in (k_rules or self.k_rules):
-                if rule == "n_classes":
-                    for k in sorted(set(n_classes.values())):
-                        if 2 <= k <= n - 1:
-                            out.append(dict(algorithm=alg, k_rule=rule, k=k, assignment=cluster(Z, alg, k=k, random_state=seed),
-                                            targets=[l for l, c in n_classes.items() if c == k]))
-                    continue
-                r = default_k_rule(alg) if rule == "auto" else rule
-                ks = [k for k in self.ks if 2 <= k <= n - 1]
-                if (r == "bic" and alg != "gmm") or not ks: continue
-                k, _ = choose_k(Z, alg, ks=ks, random_state=seed, rule=r)
-                out.append(dict(algorithm=alg, k_rule=r, k=k, assignment=cluster(Z, alg, k=k, random_state=seed),
-                                targets=list(n_classes)))
+            r = default_k_rule(alg) if rule == "auto" else rule
+            ks = [k for k in self.ks if 2 <= k <= n - 1]
+            if (r == "bic" and alg != "gmm") or not ks: continue
+            k, _ = choose_k(Z, alg, ks=ks, random_state=seed, rule=r)
+            out.append(dict(algorithm=alg, k_rule=r, k=k, assignment=cluster(Z, alg, k=k, random_state=seed),
+                            targets=list(n_classes)))
         return out
 
 # %% ../nbs/21_protocol.ipynb #7867da84
