@@ -124,7 +124,7 @@ def plot_interval_bars(df: pd.DataFrame, name: str | Sequence[str] = "config", m
                        title: str | None = None, highlight: Sequence[bool] | None = None):
     "Horizontal bars of `df[mean]` with whiskers `[lo, hi]`, one per row labelled by `name`; returns the figure."
     names = [name] if isinstance(name, str) else list(name)
-    labels = df[names].astype(str).agg(" ".join, axis=1).tolist()
+    labels = [" ".join(map(str, r)) for r in df[names].itertuples(index=False)]
     m = df[mean].to_numpy(float); err = np.abs(np.vstack([m - df[lo].to_numpy(float), df[hi].to_numpy(float) - m]))
     fig, ax = plt.subplots(figsize=(6, 0.9 + 0.32 * len(df)))
     colours = ["C1" if h else "C0" for h in highlight] if highlight is not None else "C0"

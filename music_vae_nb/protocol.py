@@ -174,7 +174,7 @@ def baseline_rows(rows: Sequence[dict] | pd.DataFrame, ds, split_ids: Mapping[in
                     split_seed=rep, seed=rep)
         out += metric_rows(external_scores(y.to_numpy(), np.zeros(len(y), int)), **keys, model="majority",
                            algorithm="majority", k=1, k_rule="")
-        for k in sorted(set(g.k.astype(int))):
+        for k in sorted(k for k in set(g.k.astype(int)) if k >= 2):      # one cluster (or none) needs no draw
             lab = random_assignment(len(y), k, seed=int(rep) * 1009 + k)
             out += metric_rows(external_scores(y.to_numpy(), lab), **keys, model="random", algorithm="random", k=k, k_rule="")
     return out

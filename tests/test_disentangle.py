@@ -6,11 +6,14 @@ import pandas as pd
 import pytest
 import torch
 
-from music_vae_nb.disentangle import (active_units, cvae_labels, dci, dci_from_importance, discretize, entropy,
-                                      evaluate_cvae, factor_codes, kl_per_dim, latent_bins, mig, mig_from_mi,
-                                      mutual_info_matrix, one_hot_condition, posterior, reconstruct)
+from music_vae_nb.disentangle import (active_units, dci, dci_from_importance, discretize, entropy, factor_codes,
+                                      kl_per_dim, latent_bins, latent_scores, mig, mig_from_mi, mutual_info_matrix,
+                                      reconstruction_errors, split_views)
+from music_vae_nb.experiment import Experiment, ModelSpec
 from music_vae_nb.models import CVAE, MultiModalVAE
-from music_vae_nb.train import MultiModalData, TrainConfig, fit_embed, toy_data
+from music_vae_nb.protocol import Protocol, near_copies
+from music_vae_nb.store import FeatureSet
+from music_vae_nb.train import MultiModalData, TrainConfig, fit_embed, infer, toy_data
 
 
 def test_mig_hand_computed():
@@ -77,31 +80,43 @@ def _ds():
 
 def test_cvae_never_scored_against_its_condition():
     ids, ds = _ds()
-    assert cvae_labels(ds.manifest, ds.labels, "collection") == ["mode"]     # language is a near-copy
-    Z = np.random.default_rng(0).normal(size=(30, 3))
-    rows = evaluate_cvae(Z, ids, ds, "collection", model="cvae", modalities="a", seed=0, split="test",
-                         algorithms=("kmeans", "gmm"))
-    assert {r["label"] for r in rows} == {"", "mode"}
-    # even when the caller asks for the condition explicitly, it is removed
-    rows = evaluate_cvae(Z, ids, ds, "collection", labels=["collection", "mode"], model="cvae", modalities="a",
-                         seed=0, split="test")
-    assert "collection" not in {r["label"] for r in rows}
+    assert near_copies(ds, "collection", ds.labels) == ["collection", "language"]      # language is a near-copy
+    rng = np.random.default_rng(0)
+    feats = {"a": FeatureSet("a", ids, rng.normal(size=(len(ids), 5)).astype(np.float32), np.ones(len(ids), bool))}
+    half = len(ids) // 2
+    ds.split_ids = lambda r: {"train": np.array(ids[:half]), "valid": np.array(ids[half:half + 5]),
+                              "test": np.array(ids[half + 5:]), "all": np.array(ids)}
+    ex = Experiment(ds, feats, {"a": "a"}, repetitions=1, n_jobs=1, scheduler="local")
+    spec = ModelSpec("cvae", ("a",), condition="collection", latent_dim=2, epochs=2, patience=2)
+    rows, _ = ex.score(ex.fit([spec]), Protocol(algorithms=("kmeans", "gmm"), within=None, min_items=5))
+    scored = set(rows[rows.model == "cvae"].label)
+    assert "mode" in scored and not scored & {"collection", "language"}
 
 
 def test_cvae_model_uses_condition():
-    X, ok, classes = one_hot_condition(_ds()[1], ["i02", "i00"], "collection")
-    assert classes == ["a", "b", "c"] and X.tolist() == [[0, 1, 0], [1, 0, 0]] and ok.tolist() == [True, True]
     data, _ = toy_data(n=40, dims={"audio": 6, "midi": 4})
     cond = np.eye(3, dtype=np.float32)[np.arange(40) % 3]
     dc = MultiModalData({**data.arrays, "cond": cond}, data.ids, {**data.masks, "cond": np.ones(40, bool)})
     fit = fit_embed(lambda d: CVAE({"audio": 6, "midi": 4}, n_cond=3, latent_dim=2), dc, data.ids[:30], data.ids[30:35],
                     {"test": data.ids[35:]}, TrainConfig(epochs=2, progress=False, kl_warmup_epochs=0))
-    mu, logvar = posterior(fit.model, dc.take(data.ids[35:]))
-    assert np.allclose(mu, fit.Z["test"], atol=1e-5) and logvar.shape == (5, 2)
-    assert sorted(reconstruct(fit.model, dc.take(data.ids[35:]))) == ["audio", "midi"]   # the condition is not reconstructed
+    out = infer(fit.model, dc.take(data.ids[35:]))
+    assert np.allclose(out["mu"], fit.Z["test"], atol=1e-5) and out["logvar"].shape == (5, 2)
+    assert sorted(out["recon"]) == ["audio", "midi"]                                   # the condition is not reconstructed
     # a different condition changes the posterior
     dc2 = MultiModalData({**data.arrays, "cond": np.roll(cond, 1, axis=1)}, data.ids, dc.masks)
-    assert not np.allclose(posterior(fit.model, dc2)[0], posterior(fit.model, dc)[0])
+    assert not np.allclose(infer(fit.model, dc2)["mu"], infer(fit.model, dc)["mu"])
     # with n_cond=0 it has exactly the parameters of the concat-fusion MultiModalVAE
     n = lambda m: sum(p.numel() for p in m.parameters())
     assert n(CVAE({"audio": 6, "midi": 4}, 0, 2)) == n(MultiModalVAE({"audio": 6, "midi": 4}, 2, fusion="concat"))
+
+
+def test_latent_scores_and_reconstruction_errors():
+    rng = np.random.default_rng(1)
+    f = rng.integers(0, 2, 200)
+    s = latent_scores(np.c_[f + 0.05 * rng.normal(size=200), rng.normal(size=200)], np.zeros((200, 2)),
+                      pd.DataFrame({"f": f}))
+    assert s["f"]["mig"] > 0.5 and s[""]["active_units"] == 2.0 and s[""]["kl_mean_per_dim"] > 0
+    parts = split_views(np.arange(10.).reshape(2, 5), {"a": 2, "b": 3})
+    assert parts["b"].tolist() == [[2., 3., 4.], [7., 8., 9.]]
+    e = reconstruction_errors({"a": np.ones((2, 2))}, {"a": np.zeros((2, 2))}, {"a": np.array([True, False])})
+    assert e == {"recon_a": 1.0}
