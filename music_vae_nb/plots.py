@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 
 # %% auto #0
 __all__ = ['plot_history', 'project_2d', 'plot_latent_map', 'plot_contingency', 'plot_label_distribution', 'plot_reconstructions',
-           'plot_interval_bars', 'plot_beta_curve']
+           'plot_interval_bars', 'plot_beta_curve', 'plot_item']
 
 # %% ../nbs/20_plots.ipynb #cab40a4e
 def plot_history(history: pd.DataFrame, terms: Sequence[str] | None = None, title: str | None = None):
@@ -152,4 +152,23 @@ def plot_beta_curve(df: pd.DataFrame, x: str = "beta", group: str | None = "labe
     if group: ax.legend(fontsize=7, frameon=False, title=group, title_fontsize=7)
     if title: ax.set_title(title, fontsize=10)
     fig.tight_layout()
+    return fig
+
+# %% ../nbs/20_plots.ipynb #15ece98f
+def plot_item(y: np.ndarray | None, sr: int, roll: np.ndarray | None = None, lyrics: str = "", title: str | None = None,
+              roll_fs: int = 20):
+    "Waveform `y` (samples, mono or (n, channels)) at `sr` Hz, piano roll (128, frames at `roll_fs` Hz) and lyrics; returns the figure."
+    import textwrap
+    fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(13, 3), gridspec_kw={"width_ratios": [3, 3, 2]})
+    if y is not None:
+        y = np.asarray(y, dtype=float); y = y.mean(axis=1) if y.ndim > 1 else y
+        a1.plot(np.arange(len(y)) / sr, y, lw=0.3, color="#4c72b0"); a1.set_xlabel("time (s)")
+    if roll is not None and (roll > 0).any():
+        on = roll > 0; lo, hi = np.nonzero(on.any(1))[0][[0, -1]]
+        a2.imshow(on[lo:hi + 1], aspect="auto", origin="lower", cmap="Greys", interpolation="nearest", vmin=0, vmax=1,
+                  extent=[0, on.shape[1] / roll_fs, lo - 0.5, hi + 0.5])
+        a2.set_xlabel("time (s)"); a2.set_ylabel("MIDI pitch")
+    a1.set_title("audio"); a2.set_title("MIDI piano roll"); a3.axis("off"); a3.set_title("lyrics")
+    a3.text(0, 1, textwrap.fill(lyrics or "(none)", 38), va="top", ha="left", fontsize=9, wrap=True)
+    if title: fig.suptitle(title, y=1.03)
     return fig

@@ -59,3 +59,14 @@ def test_each_repetition_draws_its_own_split_and_scaler():
     fits = ex.fit(SPECS[:1])
     assert set(fits[SPECS[0], 0].ids["test"]) == set(ex.split_ids(0)["test"])
     assert set(fits[SPECS[0], 1].ids["test"]) == set(ex.split_ids(1)["test"])
+
+
+def test_a_second_run_reuses_the_cached_fits(tmp_path, monkeypatch):
+    import music_vae_nb.train as T
+    first = toy(); first.cache_dir = tmp_path
+    a, _ = first.score(first.fit(SPECS), P)
+    monkeypatch.setattr(T, "fit_model", lambda *a, **k: (_ for _ in ()).throw(AssertionError("trained again")))
+    again = toy(); again.cache_dir = tmp_path
+    b, _ = again.score(again.fit(SPECS), P)                           # every trained spec comes from the cache
+    keys = [c for c in a.columns if c != "value"]
+    pd.testing.assert_frame_equal(a.sort_values(keys).reset_index(drop=True), b.sort_values(keys).reset_index(drop=True))
