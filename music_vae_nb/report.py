@@ -273,6 +273,7 @@ def _beta_finding(df, label, metric, split, learned) -> dict | None:
     learned = {**learned, **{col: [t[i] for t in sweeps] for i, col in enumerate(sweep)}}
     betas = sorted(set(match(c, learned).beta), key=float)
     best = {b: _winner(df, label, metric, {**learned, "beta": b}) for b in betas}
+    if all(best[b] is None for b in betas): return None          # nothing of the sweep scored on valid for this label
     chosen = max((b for b in betas if best[b] is not None), key=lambda b: best[b]["valid_mean"])
     same = {c: best[chosen][c] for c in sweep}
     rivals = {b: _winner(df, label, metric, {**learned, **same, "beta": b}) for b in betas if b != chosen}
