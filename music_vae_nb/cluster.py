@@ -4,36 +4,46 @@
 
 # %% ../nbs/14_cluster.ipynb #874b9e56
 from __future__ import annotations
-import functools, warnings
+import functools, hashlib, threading, warnings
+from collections import OrderedDict
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
+from scipy import sparse as sp
 from scipy.optimize import linear_sum_assignment
 from sklearn import cluster as skc, config_context
 from sklearn.metrics import (adjusted_mutual_info_score, adjusted_rand_score, calinski_harabasz_score,
-                             davies_bouldin_score, normalized_mutual_info_score, pairwise_distances_argmin,
+                             davies_bouldin_score, mutual_info_score, normalized_mutual_info_score, pairwise_distances_argmin,
                              silhouette_score)
 from sklearn.metrics.cluster import contingency_matrix
+from sklearn.metrics.cluster._expected_mutual_info_fast import expected_mutual_information
 from sklearn.mixture import GaussianMixture
 from sklearn.neighbors import NearestNeighbors
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from .core import metric_rows
 
 # %% auto #0
-__all__ = ['N_THREADS', 'FIT_MAX', 'SWEEP_MAX', 'SCORE_MAX', 'ALGORITHMS', 'DENSITY', 'limit_threads', 'sample_index',
-           'extend_by_centroid', 'extend_by_vote', 'extend_by_nearest', 'k_distance', 'knee_eps', 'n_clusters',
-           'cluster', 'internal_scores', 'default_k_rule', 'choose_k', 'external_scores', 'contingency']
+__all__ = ['N_THREADS', 'FIT_MAX', 'SWEEP_MAX', 'SCORE_MAX', 'ALGORITHMS', 'DENSITY', 'MEMO_SIZE', 'limit_threads',
+           'sample_index', 'extend_by_centroid', 'extend_by_vote', 'extend_by_nearest', 'k_distance', 'knee_eps',
+           'n_clusters', 'remembered', 'cluster', 'internal_scores', 'default_k_rule', 'choose_k', 'agreement',
+           'external_scores', 'contingency']
 
 # %% ../nbs/14_cluster.ipynb #e22f0892
 N_THREADS = 1
+_POOLS = threading.local()        # per thread: the thread pools found once, and whether a limit is already on
 
 def limit_threads(f):
-    "Run `f` with at most `N_THREADS` OpenMP / BLAS threads."
+    "Run `f` with at most `N_THREADS` OpenMP / BLAS threads (pools scanned once per thread; nested calls pass through)."
     @functools.wraps(f)
     def _f(*args, **kw):
-        with threadpool_limits(limits=N_THREADS): return f(*args, **kw)
+        if getattr(_POOLS, "on", False): return f(*args, **kw)
+        if getattr(_POOLS, "controller", None) is None: _POOLS.controller = ThreadpoolController()
+        _POOLS.on = True
+        try:
+            with _POOLS.controller.limit(limits=N_THREADS): return f(*args, **kw)
+        finally: _POOLS.on = False
     return _f
 
 # %% ../nbs/14_cluster.ipynb #0e81fe05
@@ -137,6 +147,29 @@ def n_clusters(labels: np.ndarray) -> int:
     labels = np.asarray(labels)
     return int(len(np.unique(labels[labels >= 0])))
 
+# %% ../nbs/14_cluster.ipynb #16c7ac50
+MEMO_SIZE = 512
+_MEMO: OrderedDict = OrderedDict()
+
+def _digest(x) -> str:
+    if isinstance(x, np.ndarray):
+        return hashlib.blake2b(np.ascontiguousarray(x).tobytes() + str((x.dtype, x.shape)).encode(), digest_size=16).hexdigest()
+    return repr(x)
+
+def remembered(f):
+    "Memoise `f(Z, ...)` by the bytes of its arguments when `Z` has at most `SWEEP_MAX` rows (the last `MEMO_SIZE` calls, per process); returns copies."
+    @functools.wraps(f)
+    def _f(Z, *args, **kw):
+        if len(Z) > SWEEP_MAX: return f(Z, *args, **kw)
+        key = (f.__name__, _digest(Z), *(_digest(a) for a in args), *((k, _digest(v)) for k, v in sorted(kw.items())))
+        if key not in _MEMO:
+            _MEMO[key] = f(Z, *args, **kw)
+            if len(_MEMO) > MEMO_SIZE: _MEMO.popitem(last=False)
+        else: _MEMO.move_to_end(key)
+        out = _MEMO[key]
+        return out.copy() if hasattr(out, "copy") else out
+    return _f
+
 # %% ../nbs/14_cluster.ipynb #7357fbfa
 @limit_threads
 def cluster(Z: np.ndarray, algorithm: str, k: int | None = None, random_state: int = 0,
@@ -147,6 +180,11 @@ def cluster(Z: np.ndarray, algorithm: str, k: int | None = None, random_state: i
     if algorithm not in DENSITY:
         if k is None: k, _ = choose_k(Z, algorithm, random_state=random_state, max_items=None if max_fit is None else SWEEP_MAX)
         if not 1 <= k <= len(Z): raise ValueError(f"k={k} impossible for {len(Z)} points")
+    if max_fit is not None and len(Z) <= max_fit: max_fit = None          # every row is fitted either way
+    return _fit_labels(Z, algorithm, k, random_state, max_fit, **kw)
+
+@remembered
+def _fit_labels(Z, algorithm, k, random_state, max_fit, **kw) -> np.ndarray:
     return np.asarray(ALGORITHMS[algorithm](Z, k, random_state=random_state, max_fit=max_fit, **kw), dtype=int)
 
 # %% ../nbs/14_cluster.ipynb #ef282bf0
@@ -155,6 +193,11 @@ def internal_scores(Z: np.ndarray, labels: np.ndarray, max_items: int | None = S
                     random_state: int = 0) -> dict[str, float]:
     "Silhouette (on a seeded sample of <= `max_items`), Calinski-Harabasz, Davies-Bouldin of non-noise points (NaN if < 2 clusters); `noise_fraction`, `silhouette_sample`."
     Z, labels = np.asarray(Z, dtype=np.float64), np.asarray(labels)
+    if max_items is not None and (labels >= 0).sum() <= max_items: max_items, random_state = None, 0   # no sample drawn
+    return dict(_internal_scores(Z, labels, max_items, random_state))
+
+@remembered
+def _internal_scores(Z, labels, max_items, random_state) -> dict[str, float]:
     keep = labels >= 0
     out = dict(silhouette=np.nan, calinski_harabasz=np.nan, davies_bouldin=np.nan,
                noise_fraction=float(1 - keep.mean()) if len(labels) else np.nan, silhouette_sample=0)
@@ -202,6 +245,34 @@ def _k_score(Z, algorithm, k, rule, random_state, max_items):
     return float(internal_scores(Z, lab, max_items, random_state)["silhouette"])
 
 # %% ../nbs/14_cluster.ipynb #0f876af1
+def _entropy_of(counts: np.ndarray) -> float:
+    p = counts[counts > 0].astype(np.float64)
+    if len(p) <= 1: return 0.0
+    s = p.sum()
+    return float(-np.sum((p / s) * (np.log(p) - np.log(s))))
+
+def agreement(C: np.ndarray) -> dict[str, float]:
+    "NMI (arithmetic mean), AMI and ARI from a contingency table of counts `C` (classes x clusters): scikit-learn's formulas, one table for all three."
+    C = sp.csr_matrix(np.asarray(C, dtype=np.int64)); C.eliminate_zeros()
+    n, a, b = int(C.sum()), np.ravel(C.sum(axis=1)), np.ravel(C.sum(axis=0))
+    ka, kb = int((a > 0).sum()), int((b > 0).sum())
+    sq = int((C.data.astype(np.int64) ** 2).sum())                     # pairs: both same class and same cluster
+    tp, fp = sq - n, int(C.T.dot(a).sum()) - sq
+    fn = int(C.dot(b).sum()) - sq
+    tn = n * n - fp - fn - sq
+    ari = 1.0 if fn == 0 and fp == 0 else 2.0 * (tp * tn - fn * fp) / ((tp + fn) * (fn + tn) + (tp + fp) * (fp + tn))
+    if ka == kb == 1 or ka == kb == 0: return dict(nmi=1.0, ami=1.0, ari=ari)
+    mi = mutual_info_score(None, None, contingency=C.astype(np.float64))
+    ht, hp = _entropy_of(a), _entropy_of(b)
+    nmi = 0.0 if mi == 0 else float(mi / ((ht + hp) / 2))
+    if ka == 1 or kb == 1: return dict(nmi=nmi, ami=0.0, ari=ari)
+    emi = expected_mutual_information(C, n)
+    eps = np.finfo("float64").eps
+    den, num = (ht + hp) / 2 - emi, mi - emi
+    den = min(den, -eps) if den < 0 else max(den, eps)
+    num = min(num, -eps) if num < 0 else max(num, eps)
+    return dict(nmi=nmi, ami=float(num / den), ari=float(ari))
+
 def external_scores(y_true: Sequence, y_pred: Sequence) -> dict[str, float]:
     "NMI, AMI, ARI, purity and Hungarian acc of `y_pred` against `y_true`: computed on non-noise points x the fraction clustered."
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred, dtype=int)
@@ -211,9 +282,8 @@ def external_scores(y_true: Sequence, y_pred: Sequence) -> dict[str, float]:
     cover, yt, yp = keep.mean(), y_true[keep], y_pred[keep]
     C = contingency_matrix(yt, yp)                                  # classes x clusters, noise excluded
     r, c = linear_sum_assignment(C, maximize=True)
-    return dict(nmi=float(normalized_mutual_info_score(yt, yp) * cover), ami=float(adjusted_mutual_info_score(yt, yp) * cover),
-                ari=float(adjusted_rand_score(yt, yp) * cover),
-                purity=float(C.max(axis=0).sum() / len(y_true)), acc=float(C[r, c].sum() / len(y_true)))
+    return {**{m: float(v * cover) for m, v in agreement(C).items()},
+            "purity": float(C.max(axis=0).sum() / len(y_true)), "acc": float(C[r, c].sum() / len(y_true))}
 
 # %% ../nbs/14_cluster.ipynb #4160b77d
 def contingency(y_true: Sequence, y_pred: Sequence) -> pd.DataFrame:

@@ -4,22 +4,24 @@
 
 # %% ../nbs/23_experiment.ipynb #97657c67
 from __future__ import annotations
+import hashlib, json
 from dataclasses import dataclass, field, asdict, replace
 from functools import partial
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from .core import fingerprint, parallel_map
+from .core import atomic_path, fingerprint, parallel_map
 from .store import FeatureScaler
 from .models import AE, CVAE, ConvVAE, MultiModalVAE, PCAEmbedder, VAE
 from .train import FitResult, MultiModalData, TrainConfig, fit_embed_many
 from .protocol import Protocol, baseline_rows, label_frame, near_copies, score_embedding
 
 # %% auto #0
-__all__ = ['MODELS', 'TRAINED', 'ASSIGNMENT_COLUMNS', 'ModelSpec', 'build_model', 'Experiment', 'config_names', 'assignments_dir',
-           'record_assignments', 'read_assignments']
+__all__ = ['MODELS', 'TRAINED', 'SCORES_VERSION', 'ASSIGNMENT_COLUMNS', 'ModelSpec', 'build_model', 'Experiment', 'score_key',
+           'config_names', 'assignments_dir', 'record_assignments', 'read_assignments']
 
 # %% ../nbs/23_experiment.ipynb #4da56db4
 MODELS = ("features", "pca", "ae", "vae", "conv_vae", "mm_vae", "cvae")
@@ -157,14 +159,44 @@ def _fit_all(ex: Experiment, specs: Sequence[ModelSpec]) -> dict:
 Experiment.fit = _fit_all
 
 # %% ../nbs/23_experiment.ipynb #76feece4
+SCORES_VERSION = 1
+
+def score_key(Z: np.ndarray, ids: Sequence[str], ds, protocol: Protocol, keys: Mapping, seed: int, exclude=()) -> str:
+    "Cache key of scoring embedding `Z` (rows = `ids`) of `ds` under `protocol`: everything the rows depend on."
+    import sklearn
+    cols = [c for c in dict.fromkeys([*protocol.labels_for(ds), protocol.within_label(ds)]) if c and c in ds.manifest.columns]
+    h = hashlib.sha1(np.ascontiguousarray(Z, dtype=np.float64).tobytes())
+    h.update("\n".join(map(str, ids)).encode())
+    h.update(label_frame(ds, ids, cols).fillna("").to_csv().encode())
+    h.update(fingerprint(asdict(protocol), int(seed), sorted(exclude), dict(keys), SCORES_VERSION, sklearn.__version__).encode())
+    return h.hexdigest()[:20]
+
+def _scored(Z, ids, ds, protocol, keys, seed, exclude, cache_dir) -> tuple[list, list]:
+    "`score_embedding`, read from / written to `cache_dir` when given (JSON: rows, and each clustering without its targets)."
+    path = Path(cache_dir) / f"{score_key(Z, ids, ds, protocol, keys, seed, exclude)}.json" if cache_dir else None
+    if path is not None and path.is_file():
+        try:
+            d = json.loads(path.read_text())
+            return d["rows"], [dict(c, assignment=np.asarray(c["assignment"], dtype=int)) for c in d["found"]]
+        except (ValueError, KeyError): pass                        # a damaged file is recomputed
+    rows, found = score_embedding(Z, ids, ds, protocol, keys, seed=seed, exclude=exclude)
+    found = [dict(algorithm=c["algorithm"], k_rule=c["k_rule"], k=int(c["k"]), assignment=np.asarray(c["assignment"], dtype=int))
+             for c in found]
+    if path is not None:
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(dict(rows=rows, found=[dict(c, assignment=c["assignment"].tolist()) for c in found]),
+                                      default=lambda v: v.item() if hasattr(v, "item") else str(v)))
+    return rows, found
+
 def _score_one(job) -> tuple[list, list]:
-    ex_ds, protocol, spec, r, fit, keys, exclude = job
+    ex_ds, protocol, spec, r, fit, keys, exclude, cache_dir = job
     rows, assigns = [], []
     for split in protocol.splits:
         if split not in fit.Z: continue
         k = dict(keys, split=split, repetition=r, split_seed=r, seed=r)
-        rs, found = score_embedding(fit.Z[split], fit.ids[split], ex_ds, protocol, k, seed=r, exclude=exclude)
-        rows += rs
+        k.pop("notebook", None)                    # the same embedding scored by two notebooks is scored once
+        rs, found = _scored(fit.Z[split], fit.ids[split], ex_ds, protocol, k, r, exclude, cache_dir)
+        rows += [{**x, "notebook": keys["notebook"]} for x in rs]
         if split == "test":
             for c in found:
                 if c["algorithm"] == "kmeans" and c["k_rule"] == "n_classes":
@@ -178,11 +210,12 @@ ASSIGNMENT_COLUMNS = ["notebook", "config", "model", "modalities", "algorithm", 
 
 def _score_all(ex: Experiment, fits: Mapping, protocol: Protocol) -> tuple[pd.DataFrame, pd.DataFrame]:
     labels = protocol.labels_for(ex.ds)
+    cache = Path(ex.cache_dir) / "scores" if ex.cache_dir is not None else None
     jobs = []
     for (spec, r), fit in fits.items():
         keys = dict(dataset=ex.ds.name, notebook=ex.notebook, **spec.keys(ex.views))
         exclude = near_copies(ex.ds, spec.condition, labels) if spec.model == "cvae" else []
-        jobs.append((ex.ds, protocol, spec, r, fit, keys, exclude))
+        jobs.append((ex.ds, protocol, spec, r, fit, keys, exclude, cache))
     done = parallel_map(_score_one, jobs, n_jobs=ex.n_jobs, scheduler=ex.scheduler)
     rows = [x for rs, _ in done for x in rs]
     rows += baseline_rows(rows, ex.ds, {r: ex.split_ids(r) for r in range(ex.repetitions)}, notebook=ex.notebook)
