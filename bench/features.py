@@ -12,6 +12,14 @@ is never touched), so times are cold unless stated and memory is that configurat
   double-2  every feature set, 2 workers, on the dataset twice as large (manifest duplicated with new ids)
   extractors  CPU ms per clip of each audio / MIDI extractor in this process (the shared STFT, the descriptors,
             the music features: target <= 30 ms per 30 s clip for `audio_music` + `midi_music`)
+  transcription  CPU and wall seconds per clip of basic-pitch (`transcribe.time_transcription`, one process, a
+            seeded sample of `--transcribe-items` clips after a warm-up) and the projected time to transcribe
+            every clip of the dataset on 1 and 2 workers
+  dask      the audio and MIDI groups of the first `--dask-items` items on local worker processes (2) and on a
+            Dask `distributed.LocalCluster` (2 worker processes, one thread each): the sets must be identical;
+            prints both times, the cluster's start-up and the Dask overhead in seconds
+
+    .venv/bin/python bench/features.py --quick --new-only --transcribe-items 4 --dask-items 16   # only the last two
 
 Peak memory is the peak of the summed resident memory of the process tree (the process and its loky
 workers, sampled every 50 ms with psutil) and, for reference, the largest single process
@@ -133,6 +141,84 @@ def extractor_costs(ds, n_items: int = 40) -> dict:
     return {"clips": len(ids), "mean_seconds": seconds / n, **{k: 1000 * v / n for k, v in cost.items()}}
 
 
+def transcription_cost(ds, n_items: int = 16, seed: int = 0) -> dict:
+    "Seconds per clip of basic-pitch in this process on a seeded sample of clips, and the whole dataset projected."
+    from music_vae_nb.transcribe import has_basic_pitch, time_transcription, transcribe_audio
+    if not has_basic_pitch(): return {}
+    m = ds.manifest; audio = m.index[m.has_audio]
+    sample = np.random.default_rng(seed).choice(audio, size=min(n_items, len(audio)), replace=False)
+    transcribe_audio(np.zeros(16_000, np.float32), 16_000)                # warm-up: imports, the ONNX session
+    t = time_transcription(ds, ids=sorted(sample))
+    per = {k: float(t[k].mean()) for k in ("audio_s", "cpu_s", "wall_s")}
+    return {"clips": len(t), **per, "n_audio": len(audio), "all_1_worker_min": len(audio) * per["wall_s"] / 60,
+            "all_2_workers_min": len(audio) * per["wall_s"] / 120, "all_cpu_1_min": len(audio) * per["cpu_s"] / 60, "cpu_per_audio_second": per["cpu_s"] / per["audio_s"]}
+
+
+def _first_items(ds, n: int, root: Path):
+    "The first `n` items of `ds` as a dataset of their own (same files, absolute paths)."
+    from music_vae_nb.data import save_dataset
+    m = ds.manifest.reset_index().head(n)
+    for c in ("audio_path", "midi_path"):
+        m[c] = [str(Path(ds.root) / p) if p and not Path(p).is_absolute() else p for p in m[c]]
+    return save_dataset(root, m.drop(columns=["has_audio", "has_midi", "has_lyrics"]), ds.name + f"-{n}", ds.labels,
+                        ds.primary_label)
+
+
+def dask_vs_processes(ds, n_items: int, tmp: Path, groups=("audio", "midi")) -> dict:
+    "Times of the file groups of the first `n_items` items on 2 local processes and on a 2-worker Dask LocalCluster; asserts identical sets."
+    from distributed import Client, LocalCluster
+    from music_vae_nb.store import compute_group
+    sub = _first_items(ds, n_items, tmp / "sub")
+    def timed(sched, cache):
+        t0 = time.perf_counter()
+        sets = {g: compute_group(sub, g, n_jobs=2, cache_dir=cache, progress=False, scheduler=sched) for g in groups}
+        return sets, time.perf_counter() - t0
+    ref, t_proc = timed("processes", tmp / "proc")                      # first call: the workers start and import
+    _, t_proc_warm = timed("processes", tmp / "proc-warm")              # same workers, cold cache
+    out = {"items": n_items, "processes_s": t_proc, "processes_warm_s": t_proc_warm}
+    for processes in (True, False):
+        try:
+            t0 = time.perf_counter()
+            with LocalCluster(n_workers=2, threads_per_worker=1, processes=processes, dashboard_address=None) as cl, \
+                 Client(cl, set_as_default=False) as client:
+                t_start = time.perf_counter() - t0
+                got, t_dask = timed(client, tmp / f"dask-{processes}")
+                _, t_dask_warm = timed(client, tmp / f"dask-{processes}-warm")
+        except Exception as e:
+            out[f"dask_processes={processes}"] = f"failed: {type(e).__name__}: {e}"[:200]; continue
+        for g in groups:
+            for n, fs in ref[g].items():
+                assert np.array_equal(fs.X, got[g][n].X) and np.array_equal(fs.mask, got[g][n].mask), f"{n} differs on Dask"
+        out.update(dask_workers="processes" if processes else "threads", dask_start_s=t_start, dask_s=t_dask,
+                   dask_warm_s=t_dask_warm, overhead_s=t_dask - t_proc, overhead_warm_s=t_dask_warm - t_proc_warm,
+                   identical=True)
+        break
+    return out
+
+
+def new_sections(ds, args, tmp: Path) -> None:
+    "Print the transcription cost and the Dask comparison."
+    tc = transcription_cost(ds, args.transcribe_items)
+    if tc:
+        print(f"transcription (basic-pitch, ONNX, one process, {tc['clips']} clips of {tc['audio_s']:.1f} s on average):")
+        print(f"  per clip: {tc['cpu_s']:.2f} s CPU, {tc['wall_s']:.2f} s wall ({tc['cpu_per_audio_second']:.3f} s CPU per second of audio)")
+        print(f"  whole dataset ({tc['n_audio']} clips with audio), projected: {tc['all_cpu_1_min']:.1f} min on 1 idle core, "
+              f"{tc['all_cpu_1_min'] / 2:.1f} min on 2; at this run's wall time per clip {tc['all_1_worker_min']:.1f} min on 1 worker, "
+              f"{tc['all_2_workers_min']:.1f} min on 2\n", flush=True)
+    else: print("transcription: basic-pitch not installed (skipped)\n")
+    try: import distributed  # noqa: F401
+    except ImportError: print("dask: distributed not installed (skipped)"); return
+    d = dask_vs_processes(ds, args.dask_items, tmp / "dask")
+    if "dask_s" not in d: print(f"dask: {d}"); return
+    print(f"audio + MIDI groups of {d['items']} items, cold feature cache, 2 workers (first call: workers start and import; "
+          "second: the same workers again):")
+    print(f"  local processes             first {d['processes_s']:6.1f} s, second {d['processes_warm_s']:6.1f} s")
+    print(f"  Dask LocalCluster ({d['dask_workers']:9}) first {d['dask_s']:6.1f} s, second {d['dask_warm_s']:6.1f} s "
+          f"(+ {d['dask_start_s']:.1f} s to start the cluster)")
+    print(f"  Dask overhead: {d['overhead_s']:+.1f} s first, {d['overhead_warm_s']:+.1f} s second; "
+          f"feature sets identical: {d['identical']}\n", flush=True)
+
+
 def main(args):
     import numpy as np
     globals()["np"] = np
@@ -145,6 +231,7 @@ def main(args):
     file_groups = "audio,midi"
     try:
         print(f"dataset {ds.name}: {n} items; {os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f}", flush=True)
+        if args.new_only: new_sections(ds, args, tmp); return
         ex = extractor_costs(ds)
         print(f"\nCPU ms per clip, one process, {ex['clips']} clips of {ex['mean_seconds']:.1f} s on average:")
         for k, v in ex.items():
@@ -152,6 +239,7 @@ def main(args):
         new = ex["audio_music"] + ex["midi_music"]
         print(f"  new music extractors     {new:7.1f} ms per clip = {new * 30 / ex['mean_seconds']:.1f} ms per 30 s clip (target <= 30)\n", flush=True)
         if args.extractors_only: return
+        new_sections(ds, args, tmp)
         c0 = control_speedup()
         runs = [run("cold-2", args.dataset, args.quick, all_groups, 2, tmp / "c2"),
                 run("cold-1", args.dataset, args.quick, file_groups, 1, tmp / "c1"),
@@ -193,5 +281,8 @@ if __name__ == "__main__":
     ap.add_argument("--jobs", type=int, default=2); ap.add_argument("--cache", default=None)
     ap.add_argument("--root", default=None)
     ap.add_argument("--extractors-only", action="store_true", help="only the per-extractor CPU costs")
+    ap.add_argument("--new-only", action="store_true", help="only the transcription cost and the Dask comparison")
+    ap.add_argument("--transcribe-items", type=int, default=16, help="clips timed for the transcription cost")
+    ap.add_argument("--dask-items", type=int, default=64, help="items of the Dask vs local processes comparison")
     a = ap.parse_args()
     child(a) if a.child else main(a)

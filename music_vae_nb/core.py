@@ -12,11 +12,11 @@ import numpy as np
 import pandas as pd
 
 # %% auto #0
-__all__ = ['METRIC_COLUMNS', 'KEY_COLUMNS', 'project_root', 'data_dir', 'check_dataset_name', 'reports_dir', 'figures_dir',
-           'seed_everything', 'get_device', 'atomic_path', 'write_text', 'write_json', 'write_csv', 'save_npz',
-           'fingerprint', 'file_lock', 'save_fig', 'metric_rows', 'metrics_path', 'read_metrics', 'record_metrics',
-           'Timer', 'StageTimes', 'thread_limits', 'resolve_scheduler', 'parallel_map', 'CapturedText',
-           'silence_stderr']
+__all__ = ['METRIC_COLUMNS', 'KEY_COLUMNS', 'STAGES_ENV', 'project_root', 'data_dir', 'check_dataset_name', 'reports_dir',
+           'figures_dir', 'seed_everything', 'get_device', 'atomic_path', 'write_text', 'write_json', 'write_csv',
+           'save_npz', 'fingerprint', 'file_lock', 'save_fig', 'metric_rows', 'metrics_path', 'read_metrics',
+           'record_metrics', 'Timer', 'StageTimes', 'thread_limits', 'resolve_scheduler', 'parallel_map',
+           'CapturedText', 'silence_stderr']
 
 # %% ../nbs/10_core.ipynb #5d1b7f02
 os.environ.setdefault("NUMBA_CPU_NAME", "generic")   # numba miscompiles for some host CPUs (librosa segfaults); must precede numba's first compile
@@ -222,9 +222,14 @@ class Timer:
     def __exit__(self, *exc): self.seconds = time.perf_counter() - self.t0
 
 # %% ../nbs/10_core.ipynb #c6e4f097
+STAGES_ENV = "MUSIC_VAE_STAGES"
+
 class StageTimes:
     "Wall seconds per named stage: `with times('fit'): ...` adds to stage 'fit'; `.table()` lists them."
-    def __init__(self): self.seconds: dict[str, float] = {}
+    def __init__(self, path: str | Path | None = None):
+        "`path` (default: env `MUSIC_VAE_STAGES`, set by the runner): where every change is saved; None keeps them in memory."
+        self.seconds: dict[str, float] = {}
+        self.path = path if path is not None else (os.environ.get(STAGES_ENV) or None)
 
     @contextlib.contextmanager
     def __call__(self, stage: str):
@@ -235,6 +240,11 @@ class StageTimes:
     def add(self, stage: str, seconds: float) -> None:
         "Add `seconds` to `stage` (e.g. a time measured elsewhere, such as in worker processes)."
         self.seconds[stage] = self.seconds.get(stage, 0.0) + float(seconds)
+        if self.path: self.save(self.path)
+
+    def save(self, path: str | Path) -> Path:
+        "Write `{stage: seconds}` (first-use order) as JSON to `path` atomically."
+        return write_text(path, json.dumps({k: round(v, 3) for k, v in self.seconds.items()}, indent=1))
 
     def table(self) -> pd.DataFrame:
         "One row per stage in first-use order, then `total`: columns stage, seconds, share (of the total)."
@@ -295,6 +305,18 @@ def _n_workers(n_jobs: int | None, n_items: int) -> int:
     return max(1, min(n, n_items))
 
 # %% ../nbs/10_core.ipynb #4e0b1810
+_WATCHDOG = {"pid": None}
+
+def _exit_with_parent(parent: int | None = None, interval: float = 1.0) -> None:
+    "In a worker process: start (once) a daemon thread that ends the process when `parent` (default: the current parent) is gone."
+    if _WATCHDOG["pid"] == os.getpid(): return
+    _WATCHDOG["pid"], parent = os.getpid(), parent or os.getppid()
+    def watch():
+        while True:
+            if os.getppid() != parent: os._exit(1)          # re-parented: the process that started us is dead
+            time.sleep(interval)
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
 class _OneThread:
     "Picklable wrapper: call `fn(x)` with one BLAS/torch thread; in a worker process also for libraries loaded later."
     def __init__(self, fn: Callable, worker_env: bool = False): self.fn, self.worker_env = fn, worker_env
@@ -304,6 +326,11 @@ class _OneThread:
         from music_vae_nb.core import thread_limits     # by module name: the wrapper pickles without core's lock
         with thread_limits(1): return self.fn(x)
 
+def _worker_start(parent: int):
+    "Run by each loky worker when it starts, before its first task: end with `parent`, the process that started it."
+    from music_vae_nb.core import _exit_with_parent
+    _exit_with_parent(parent)
+
 def _bar(total: int, desc: str | None, progress: bool):
     from tqdm import tqdm                                   # (tqdm.auto warns in kernels without ipywidgets)
     return tqdm(total=total, desc=desc, disable=not progress, mininterval=1.0, leave=False)
@@ -311,12 +338,18 @@ def _bar(total: int, desc: str | None, progress: bool):
 def _map_processes(fn, items, n: int, desc, progress) -> list:
     from joblib import Parallel, delayed
     from joblib.externals.loky import get_reusable_executor
+    from joblib._parallel_backends import LokyBackend
+    done, backend = False, LokyBackend(initializer=_worker_start, initargs=(os.getpid(),))
     try:
-        out, gen = [], Parallel(n_jobs=n, backend="loky", return_as="generator")(delayed(_OneThread(fn, True))(x) for x in items)
+        out, gen = [], Parallel(n_jobs=n, backend=backend, return_as="generator")(delayed(_OneThread(fn, True))(x) for x in items)
         with _bar(len(items), desc, progress) as bar:
             for r in gen: out.append(r); bar.update()
+        done = True
         return out
-    finally: get_reusable_executor().shutdown(wait=True)     # no idle workers left behind (e.g. after papermill)
+    finally:   # no idle worker left behind (e.g. after papermill); after an error or an interrupt, no busy one either
+        from joblib.externals.loky import reusable_executor
+        ex = getattr(reusable_executor, "_executor", None) or get_reusable_executor()   # the one joblib used (a bare
+        ex.shutdown(wait=done, kill_workers=not done)                                   # call would make a new one)
 
 # %% ../nbs/10_core.ipynb #5f1c2921
 def _map_dask(fn, items, scheduler, desc, progress) -> list:

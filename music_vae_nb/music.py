@@ -13,13 +13,14 @@ import pretty_midi
 from .features import pitch_class_histogram
 
 # %% auto #0
-__all__ = ['SOUNDFONT', 'QUARTER_GRID', 'AC_LAGS', 'BAR_CANDIDATES', 'IOI_BINS', 'KK_MAJOR', 'KK_MINOR', 'OTHER_PROFILES',
-           'TEMPO_RATIOS', 'MUSIC_BLOCKS', 'metre_pattern', 'cadence', 'plucked', 'render', 'midi_notes', 'score_beats',
-           'onset_train', 'autocorr', 'lag_value', 'estimate_beat', 'note_beats', 'declared_metre', 'binned_autocorr',
-           'metre_features', 'rhythm_features', 'key_profile_scores', 'estimate_key', 'tonality_features',
-           'final_features', 'top_voice', 'melody_features', 'midi_music_feature_names', 'midi_music_features',
-           'onset_envelope', 'beat_phase', 'subdivision_profile', 'beat_features', 'beat_chroma',
-           'audio_music_feature_names', 'audio_music_features', 'block_columns']
+__all__ = ['SOUNDFONT', 'QUARTER_GRID', 'AC_LAGS', 'BAR_CANDIDATES', 'IOI_BINS', 'METRES', 'TRIPLE_METRES', 'KK_MAJOR',
+           'KK_MINOR', 'OTHER_PROFILES', 'TEMPO_RATIOS', 'MUSIC_BLOCKS', 'metre_pattern', 'cadence', 'plucked',
+           'render', 'midi_notes', 'score_beats', 'onset_train', 'autocorr', 'lag_value', 'estimate_beat', 'note_beats',
+           'declared_metre', 'binned_autocorr', 'metre_features', 'metre_template', 'metre_fits', 'triple_evidence',
+           'rhythm_features', 'key_profile_scores', 'estimate_key', 'tonality_features', 'final_features', 'top_voice',
+           'melody_features', 'midi_music_feature_names', 'midi_music_features', 'onset_envelope', 'beat_phase',
+           'subdivision_profile', 'beat_features', 'beat_chroma', 'audio_music_feature_names', 'audio_music_features',
+           'block_columns']
 
 # %% ../nbs/16_music.ipynb #01322f66
 SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
@@ -162,6 +163,34 @@ def metre_features(on: np.ndarray, w: np.ndarray) -> np.ndarray:
         metricity.append(h.max() / max(h.mean(), 1e-12) / n)    # 1/n (flat) … 1 (every weight on one position)
     return np.concatenate([a, groupings, beat_prof, metricity]).astype(np.float32)
 
+# %% ../nbs/16_music.ipynb #5b0c9e42
+METRES = {"2/4": (2.0, (1.0, 0.5, 0.25)), "3/4": (3.0, (1.0, 0.5, 0.25)), "4/4": (4.0, (2.0, 1.0, 0.5, 0.25)),
+          "6/8": (3.0, (1.5, 0.5, 0.25)), "9/8": (4.5, (1.5, 0.5, 0.25)), "12/8": (6.0, (3.0, 1.5, 0.5, 0.25)),
+          "3/2": (6.0, (2.0, 1.0, 0.5, 0.25))}   # bar and the metrical levels below it, in quarter notes
+TRIPLE_METRES = ("3/4", "9/8", "3/2")           # three beats to the bar
+
+def metre_template(bar: float, levels: Sequence[float], rate: float = 4) -> np.ndarray:
+    "Metrical weight of each of the `bar` × `rate` positions of a bar (`bar`, `levels` in beats): how many of the bar and `levels` start there."
+    t = np.zeros(int(round(bar * rate)))
+    for L in (bar, *levels): t[np.round(np.arange(0, bar - 1e-9, L) * rate).astype(int)] += 1
+    return t
+
+def metre_fits(on: np.ndarray, w: np.ndarray, rate: float = 4) -> np.ndarray:
+    "Fit of onsets `on` (beats) weighted by `w` to each of `METRES`: the onsets folded on its bar in 1/`rate`-beat bins, Pearson correlation with `metre_template` at the best phase, in [-1, 1]: shape (len(METRES),)."
+    out = []
+    for bar, levels in METRES.values():
+        t = metre_template(bar, levels, rate); P = len(t)
+        f = np.bincount(np.round(np.asarray(on) * rate).astype(int) % P, w, P)
+        fc, tc = f - f.mean(), t - t.mean()
+        c = np.fft.ifft(np.fft.fft(fc) * np.conj(np.fft.fft(tc))).real        # every circular phase at once
+        out.append(c.max() / max(np.linalg.norm(fc) * np.linalg.norm(tc), 1e-12))
+    return np.array(out)
+
+def triple_evidence(fits: np.ndarray) -> float:
+    "Best fit of a `TRIPLE_METRES` metre minus the best of the others, from `metre_fits` output `fits`: > 0 reads triple."
+    tri = np.isin(list(METRES), TRIPLE_METRES)
+    return float(fits[tri].max() - fits[~tri].max())
+
 # %% ../nbs/16_music.ipynb #6965c1a0
 def rhythm_features(on: np.ndarray, top: np.ndarray) -> np.ndarray:
     "Rhythm of onsets `on` (beats, all voices) and `top` (onsets of the top voice, beats): IOI histogram over `IOI_BINS`, long-short share, syncopation, onsets and notes per beat: shape (len(IOI_BINS) + 4,)."
@@ -242,6 +271,7 @@ def midi_music_feature_names() -> list[str]:
     return (["ts_declared", "ts_beats_per_bar", "ts_beat_unit[quarters]", "ts_bar[quarters]", "ts_compound"]
             + [f"ac_lag{L:g}[beats]" for L in AC_LAGS] + ["ac3/ac2", "ac3/ac4", "ac6/ac4", "ac1.5/ac1"]
             + [f"beat_pos{i}/{QUARTER_GRID}" for i in range(QUARTER_GRID)] + [f"metricity_bar{b:g}[beats]" for b in BAR_CANDIDATES]
+            + [f"fit_{k}" for k in METRES] + ["bar_triple-duple"]
             + [f"ioi_{b:.3g}[beats]" for b in IOI_BINS] + ["longshort_share", "syncopation", "onsets_per_beat", "notes_per_beat"]
             + [f"pc_rel{i}" for i in range(12)] + ["r_major", "r_minor", "major-minor", "key_clarity", "key_margin"]
             + [f"major-minor_{k}" for k in OTHER_PROFILES]
@@ -250,13 +280,13 @@ def midi_music_feature_names() -> list[str]:
                "mel_turns[per interval]", "mel_rising"])
 
 def midi_music_features(pm, beat: str = "score") -> np.ndarray:
-    "Metre, rhythm, tonality and melody of `pm` (see `midi_music_feature_names`), beats from the file (`beat='score'`) or estimated (`'estimate'`); raises if `pm` has no notes: shape (76,)."
+    "Metre, rhythm, tonality and melody of `pm` (see `midi_music_feature_names`), beats from the file (`beat='score'`) or estimated (`'estimate'`); raises if `pm` has no notes: shape (84,)."
     N = note_beats(pm, beat)
     if not len(N): raise ValueError("MIDI has no notes")
     on, w = N[:, 0], np.clip(N[:, 1] - N[:, 0], 0, 4)
     h = pitch_class_histogram(pm); tonic, _ = estimate_key(h)
-    top = top_voice(N)
-    return np.concatenate([declared_metre(pm), metre_features(on, w), rhythm_features(on, top[:, 0]),
+    top = top_voice(N); fits = metre_fits(on, w)
+    return np.concatenate([declared_metre(pm), metre_features(on, w), fits, [triple_evidence(fits)], rhythm_features(on, top[:, 0]),
                            tonality_features(h), final_features(N, tonic), melody_features(top[:, 2])]).astype(np.float32)
 
 # %% ../nbs/16_music.ipynb #cd1f8e81
@@ -319,9 +349,9 @@ def audio_music_features(y: np.ndarray, sr: int = 16_000, n_fft: int = 1024, hop
 
 # %% ../nbs/16_music.ipynb #e954d662
 MUSIC_BLOCKS = {
-    "metre": ("ts_", "ac", "beat_pos", "metricity", "triple", "tempo", "pulse"),
-    "metre_undeclared": ("ac", "beat_pos", "metricity", "triple", "tempo", "pulse"),
-    "grouping": ("ac3/", "ac6/", "ac1.5/", "metricity", "syncopation", "longshort"),   # the declaration-free metre cues
+    "metre": ("ts_", "ac", "beat_pos", "metricity", "fit_", "bar_", "triple", "tempo", "pulse"),
+    "metre_undeclared": ("ac", "beat_pos", "metricity", "fit_", "bar_", "triple", "tempo", "pulse"),
+    "grouping": ("fit_", "bar_"),           # which bar fits the onsets: each metre's template fit and the triple − duple evidence
     "rhythm": ("ioi_", "longshort", "syncopation", "onsets_per", "notes_per"),
     "tonality": ("pc_rel", "chroma_rel", "r_", "major-minor", "key_", "final_"),
     "mode_evidence": ("major-minor",),                                                      # major − minor of each profile

@@ -4,18 +4,21 @@
 
 # %% ../nbs/90_pipeline.ipynb #d2416904
 from __future__ import annotations
-import argparse, ast, copy, json, os, sys, subprocess, time
+import argparse, ast, contextlib, copy, json, os, signal, sys, subprocess, threading, time
 from dataclasses import dataclass, field, asdict
+from datetime import datetime
 from pathlib import Path
 
 import nbformat
 
-from .core import project_root, reports_dir, write_json, Timer
+from .core import STAGES_ENV, fingerprint, project_root, reports_dir, write_json, Timer
 
 # %% auto #0
 __all__ = ['REPORT_NOTEBOOKS', 'SKIP_TAG', 'DEFAULT_DATASET', 'notebook_path', 'tag_skipped_cells', 'strip_skipped_cells',
            'declared_parameters', 'parse_value', 'parameters_for', 'NotebookFailed', 'NotebookRun', 'to_html',
-           'run_notebook', 'dataset_report_dir', 'reproduce', 'build_parser', 'lab_command', 'main']
+           'run_notebook', 'notebook_hash', 'library_hash', 'reuse_reason', 'Interrupted', 'stop_children',
+           'children_stop_with_us', 'dataset_report_dir', 'read_runs', 'reproduce', 'build_parser', 'lab_command',
+           'main']
 
 # %% ../nbs/90_pipeline.ipynb #6dc9171b
 REPORT_NOTEBOOKS = ["00_features", "01_easy", "02_medium", "03_hard", "04_analysis"]
@@ -87,8 +90,9 @@ class NotebookFailed(RuntimeError):
 
 @dataclass
 class NotebookRun:
-    "What happened when a notebook ran."
+    "What happened when a notebook ran (or was reused): wall seconds, outputs, parameters, seconds per stage."
     name: str; seconds: float; output: str; html: str | None; parameters: dict = field(default_factory=dict)
+    stages: dict = field(default_factory=dict); reused: bool = False
 
 def to_html(ipynb: str | Path) -> Path:
     "Write an HTML copy of the executed notebook `ipynb` beside it."
@@ -99,18 +103,31 @@ def to_html(ipynb: str | Path) -> Path:
     out.write_text(body, encoding="utf-8")
     return out
 
-def run_notebook(path: str | Path, out_dir: str | Path, params: dict | None = None,
-                 html: bool = True, kernel: str = "python3", log=print) -> NotebookRun:
+@contextlib.contextmanager
+def _env(name: str, value: str):
+    old = os.environ.get(name); os.environ[name] = value
+    try: yield
+    finally:
+        if old is None: os.environ.pop(name, None)
+        else: os.environ[name] = old
+
+def _read_stages(path: Path) -> dict:
+    try: return json.loads(path.read_text())
+    except (OSError, ValueError): return {}
+    finally: path.unlink(missing_ok=True)
+
+def run_notebook(path: str | Path, out_dir: str | Path, params: dict | None = None, html: bool = True,
+                 kernel: str = "python3", log=print, why: str = "") -> NotebookRun:
     "Execute the notebook at `path` with papermill into `out_dir`; raise `NotebookFailed` on a failing cell."
     import papermill as pm
     path, out_dir = Path(path), Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
     nb = nbformat.read(path, as_version=4); tag_skipped_cells(nb)
-    src = out_dir / f".{path.stem}.input.ipynb"
-    nbformat.write(strip_skipped_cells(nb), src)
+    src, stages = out_dir / f".{path.stem}.input.ipynb", out_dir / f".{path.stem}.stages.json"
+    nbformat.write(strip_skipped_cells(nb), src); stages.unlink(missing_ok=True)
     out = out_dir / path.name
     p = parameters_for(path, params or {})
-    log(f"▶ {path.stem}  {json.dumps(p, default=str)}")
-    with Timer() as t:
+    log(f"▶ {path.stem}{f' ({why})' if why else ''}  {json.dumps(p, default=str)}")
+    with Timer() as t, _env(STAGES_ENV, str(stages)):
         try:
             pm.execute_notebook(str(src), str(out), parameters=p, kernel_name=kernel, cwd=str(path.parent),
                                 progress_bar=False, log_output=False)
@@ -118,8 +135,8 @@ def run_notebook(path: str | Path, out_dir: str | Path, params: dict | None = No
             raise NotebookFailed(path.stem, _failed_cell(out, nb), f"{e.ename}: {e.evalue}", out) from None
         finally:
             src.unlink(missing_ok=True)
-    log(f"✔ {path.stem}  {t.seconds:.1f} s")
-    return NotebookRun(path.stem, round(t.seconds, 2), str(out), str(to_html(out)) if html else None, p)
+    log(f"✔ {path.stem}  ran in {t.seconds:.1f} s")
+    return NotebookRun(path.stem, round(t.seconds, 2), str(out), str(to_html(out)) if html else None, p, _read_stages(stages))
 
 def _failed_cell(executed: Path, source_nb) -> int | None:
     "1-based number, in the source notebook, of the cell whose output holds the error in the partial notebook."
@@ -128,6 +145,83 @@ def _failed_cell(executed: Path, source_nb) -> int | None:
     bad = [c.source for c in ex.cells if c.cell_type == "code" and any(o.get("output_type") == "error" for o in c.get("outputs", []))]
     if not bad: return None
     return next((i for i, c in enumerate(source_nb.cells, 1) if c.source == bad[0]), None)
+
+# %% ../nbs/90_pipeline.ipynb #146d7db7
+def notebook_hash(path: str | Path) -> str:
+    "Hash of the notebook's cell types and sources (outputs and metadata ignored)."
+    nb = nbformat.read(path, as_version=4)
+    return fingerprint([(c.cell_type, c.source) for c in nb.cells], n=16)
+
+def library_hash() -> str:
+    "Hash of the library code: the contents of `music_vae_nb/*.py` (the generated index `_modidx.py` left out)."
+    import music_vae_nb
+    files = sorted(f for f in Path(music_vae_nb.__file__).parent.glob("*.py") if f.name != "_modidx.py")
+    return fingerprint([(f.name, f.read_text(encoding="utf-8")) for f in files], n=16)
+
+def _now() -> str: return datetime.now().isoformat(sep=" ", timespec="milliseconds")
+
+def _jsonable(obj): return json.loads(json.dumps(obj, default=str))
+
+_DEPENDS = {"source_hash": "the notebook changed", "parameters": "its parameters changed",
+            "code_hash": "the library code changed", "data_fingerprint": "the dataset changed"}
+
+def reuse_reason(record: dict | None, wanted: dict, earlier: list[dict] = ()) -> str | None:
+    "None if `record` is a finished run matching `wanted` whose output exists and no `earlier` notebook finished since it started; else why it must run."
+    if not record: return "no earlier run"
+    if "status" not in record: return "its record predates run tracking"
+    if record["status"] != "finished": return f"its last run did not finish ({record['status']})"
+    if not record.get("output") or not Path(record["output"]).exists(): return "its executed notebook is missing"
+    for k, why in _DEPENDS.items():
+        if _jsonable(record.get(k)) != _jsonable(wanted.get(k)): return why
+    newer = [e["name"] for e in earlier if e.get("status") == "finished" and e.get("finished", "") > record.get("started", "")]
+    return f"{newer[0]} ran since" if newer else None
+
+# %% ../nbs/90_pipeline.ipynb #a8bd27c4
+class Interrupted(KeyboardInterrupt):
+    "The runner was stopped by signal `signum`."
+    def __init__(self, signum: int): self.signum = signum; super().__init__(f"stopped by {signal.Signals(signum).name}")
+
+def _children(exclude=()) -> list:
+    import psutil
+    try: return [p for p in psutil.Process().children(recursive=True) if p.pid not in exclude]
+    except psutil.Error: return []
+
+def stop_children(timeout: float = 5.0, exclude=()) -> int:
+    "Terminate every process this one started (but pids in `exclude`) and their process groups; kill what is left after `timeout` s; return how many."
+    import psutil
+    procs, own = _children(exclude), os.getpgid(0)
+    groups = set()
+    for p in procs:
+        with contextlib.suppress(OSError): groups.add(os.getpgid(p.pid))
+    groups.discard(own)                                    # never our own group (the shell, the test runner)
+    for p in procs:
+        with contextlib.suppress(psutil.Error): p.terminate()
+    for g in groups:
+        with contextlib.suppress(OSError): os.killpg(g, signal.SIGTERM)
+    _, alive = psutil.wait_procs(procs, timeout=timeout)
+    for p in alive:
+        with contextlib.suppress(psutil.Error): p.kill()
+    for g in groups:
+        with contextlib.suppress(OSError): os.killpg(g, signal.SIGKILL)
+    return len(procs)
+
+@contextlib.contextmanager
+def children_stop_with_us(timeout: float = 5.0):
+    "Run the block; on SIGTERM / SIGINT / SIGHUP (raised as `Interrupted`) or an error, stop the processes it started."
+    before = {p.pid for p in _children()}
+    def on_signal(signum, frame):
+        for s in old: signal.signal(s, signal.SIG_IGN)       # a second signal does not interrupt the clean-up
+        stop_children(timeout, before)
+        raise Interrupted(signum)
+    old = {}
+    if threading.current_thread() is threading.main_thread():
+        for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            if signal.getsignal(s) in (signal.SIG_DFL, signal.default_int_handler): old[s] = signal.signal(s, on_signal)
+    try: yield
+    except BaseException:
+        stop_children(timeout, before); raise
+    finally:
+        for s, h in old.items(): signal.signal(s, h)
 
 # %% ../nbs/90_pipeline.ipynb #2f8fc5d9
 DEFAULT_DATASET = "m21-vocal"
@@ -138,9 +232,24 @@ def dataset_report_dir(quick: bool, dataset: str) -> Path:
     except TypeError:
         p = reports_dir(quick) / dataset; p.mkdir(parents=True, exist_ok=True); return p
 
+def read_runs(path: str | Path) -> dict:
+    "The run records of `runs.json` by notebook name (empty if there is none or it is unreadable)."
+    try: return {r["name"]: r for r in json.loads(Path(path).read_text())["runs"]}
+    except (OSError, ValueError, KeyError, TypeError): return {}
+
+def _order(name: str) -> int: return REPORT_NOTEBOOKS.index(name) if name in REPORT_NOTEBOOKS else len(REPORT_NOTEBOOKS)
+
+def _reused(rec: dict) -> NotebookRun:
+    return NotebookRun(rec["name"], rec.get("seconds", 0.0), rec["output"], rec.get("html"), rec.get("parameters", {}),
+                       rec.get("stages", {}), reused=True)
+
+# %% ../nbs/90_pipeline.ipynb #b7e1c2a9
 def reproduce(quick: bool = False, only: list[str] | None = None, data: str | None = None, params: dict | None = None,
-              html: bool = True, log=print, scheduler: str | None = None) -> list[NotebookRun]:
-    "Execute the report notebooks (or `only` those) on dataset `data` in order; return their runs."
+              html: bool = True, log=print, scheduler: str | None = None, force: bool = False) -> list[NotebookRun]:
+    "Execute the report notebooks (or `only` those) on dataset `data` in order, reusing unchanged finished ones; return their runs."
+    with children_stop_with_us(): return _reproduce(quick, only, data, params, html, log, scheduler, force)
+
+def _reproduce(quick, only, data, params, html, log, scheduler, force) -> list[NotebookRun]:
     from music_vae_nb.datasets import dataset_name, load_dataset
     names = [notebook_path(n).stem for n in only] if only else REPORT_NOTEBOOKS
     source = str(data) if data else DEFAULT_DATASET
@@ -150,11 +259,32 @@ def reproduce(quick: bool = False, only: list[str] | None = None, data: str | No
     for w in ds.info.get("warnings", []): log(w)
     out_dir = dataset_report_dir(quick, dataset_name(source))
     log(f"report: {out_dir}")
-    runs, summary = [], out_dir / "runs.json"
+    summary, records = out_dir / "runs.json", read_runs(out_dir / "runs.json")
+    head = {"quick": quick, "dataset": ds.name, "parameters": _jsonable(p), "dataset_seconds": round(t.seconds, 2)}
+    save = lambda: write_json(summary, {**head, "runs": sorted(records.values(), key=lambda r: _order(r["name"]))})
+    code, data_fp, runs, ran = library_hash(), str(getattr(ds, "fingerprint", "")), [], False
     for name in names:
-        runs.append(run_notebook(notebook_path(name), out_dir, p, html=html, log=log))
-        write_json(summary, {"quick": quick, "dataset": ds.name, "parameters": p, "runs": [asdict(r) for r in runs]})
-    log(f"done: {len(runs)} notebooks in {sum(r.seconds for r in runs):.1f} s; report in {out_dir}")
+        path = notebook_path(name); stem = path.stem
+        wanted = {"source_hash": notebook_hash(path), "parameters": _jsonable(parameters_for(path, p)),
+                  "code_hash": code, "data_fingerprint": data_fp}
+        earlier = [r for r in records.values() if _order(r["name"]) < _order(stem)]
+        why = "--force" if force else "an earlier notebook ran" if ran else reuse_reason(records.get(stem), wanted, earlier)
+        if why is None:
+            rec = records[stem]; runs.append(_reused(rec))
+            if html and not (rec.get("html") and Path(rec["html"]).exists()): rec["html"] = str(to_html(rec["output"]))
+            log(f"✔ {stem}  reused (unchanged since {rec['finished'][:19]})"); continue
+        ran, started = True, _now()
+        records[stem] = {"name": stem, **wanted, "status": "running", "started": started, "output": str(out_dir / path.name)}
+        save()
+        try: run = run_notebook(path, out_dir, p, html=html, log=log, why=why)
+        except BaseException as e:
+            records[stem].update(status="failed" if isinstance(e, NotebookFailed) else "interrupted", finished=_now())
+            save(); raise
+        rec = {k: v for k, v in asdict(run).items() if k != "reused"}
+        records[stem] = {**rec, **wanted, "status": "finished", "started": started, "finished": _now()}
+        save(); runs.append(run)
+    n_ran = sum(not r.reused for r in runs)
+    log(f"done: {n_ran} ran in {sum(r.seconds for r in runs if not r.reused):.1f} s, {len(runs) - n_ran} reused; report in {out_dir}")
     return runs
 
 # %% ../nbs/90_pipeline.ipynb #4abc5ff0
@@ -171,6 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--data", metavar="PATH", help="dataset name or folder (default: built-in m21-vocal)")
     r.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"), help="notebook parameter")
     r.add_argument("--scheduler", metavar="local|processes|ADDRESS", help="where parallel work runs (a Dask address: tcp://host:port)")
+    r.add_argument("--transcribe", choices=["auto", "missing", "all", "none"],
+                   help="audio-to-MIDI transcription, for the notebooks that take it (default: their own, auto)")
+    r.add_argument("--force", action="store_true", help="run every notebook, even those finished and unchanged since")
     r.add_argument("--no-html", action="store_true", help="skip the HTML copies")
     b = sub.add_parser("build-default", help="build the default m21-vocal dataset")
     b.add_argument("--quick", action="store_true"); b.add_argument("-j", "--jobs", type=int, default=-1)
@@ -195,9 +328,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = build_parser(); a, extra = ap.parse_known_args(argv)
     if extra and a.cmd != "lab": ap.error(f"unrecognized arguments: {' '.join(extra)}")
     if a.cmd == "reproduce":
-        try: reproduce(a.quick, a.only, a.data, _params(a.param), html=not a.no_html, scheduler=a.scheduler)
+        params = {**({"transcribe": a.transcribe} if a.transcribe else {}), **_params(a.param)}
+        try: reproduce(a.quick, a.only, a.data, params, html=not a.no_html, scheduler=a.scheduler, force=a.force)
         except NotebookFailed as e:
             print(f"✘ {e}", file=sys.stderr); return 1
+        except KeyboardInterrupt as e:
+            print(f"✘ interrupted ({e}); finished notebooks are kept and reused next time", file=sys.stderr)
+            return 128 + getattr(e, "signum", signal.SIGINT)
         except (FileNotFoundError, ValueError) as e:
             print(f"✘ cannot read the dataset: {e}", file=sys.stderr); return 1
         return 0

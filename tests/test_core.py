@@ -1,5 +1,5 @@
 "Tests of `music_vae_nb.core`: output folders, figures, the metrics table, the parallel map, threads, stderr."
-import os, subprocess, sys, time
+import json, os, subprocess, sys, time
 
 import numpy as np
 import pandas as pd
@@ -95,6 +95,9 @@ def _torch_threads(_):
     import torch
     return torch.get_num_threads()
 def _slow(x): time.sleep(0.05 * (5 - x)); return x
+def _fail_first(x):
+    if x == 0: time.sleep(1); raise ValueError("item 0 is bad")
+    time.sleep(30); return x
 
 
 def test_parallel_map_order_threads_and_cleanup():
@@ -159,3 +162,32 @@ def test_stage_times():
     tab = t.table()
     assert tab.stage.tolist() == ["fit", "score", "total"]
     assert tab.seconds.iloc[0] >= 0.04 and tab.share.iloc[-1] == 1.0
+
+
+def test_a_worker_ends_with_its_parent():
+    "`parallel_map`'s workers watch the process that started them: killed (kill -9) parent, no orphan left."
+    import psutil, signal, subprocess, sys
+    code = ("import time\nfrom music_vae_nb.core import parallel_map\n"
+            "def nap(x):\n    import os, time; print(os.getpid(), flush=True); time.sleep(60)\n"
+            "parallel_map(nap, range(2), n_jobs=2)\n")
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    workers = [int(parent.stdout.readline()) for _ in range(2)]
+    parent.send_signal(signal.SIGKILL); parent.wait()
+    t0 = time.time()
+    while any(psutil.pid_exists(w) and psutil.Process(w).status() != psutil.STATUS_ZOMBIE for w in workers) and time.time() - t0 < 10:
+        time.sleep(0.1)
+    left = [w for w in workers if psutil.pid_exists(w) and psutil.Process(w).status() != psutil.STATUS_ZOMBIE]
+    for w in left: psutil.Process(w).kill()
+    assert not left and time.time() - t0 < 5
+
+def test_a_failing_call_stops_the_busy_workers_at_once():
+    t0 = time.time()
+    with pytest.raises(ValueError, match="item 0"): parallel_map(_fail_first, range(3), n_jobs=2)
+    assert time.time() - t0 < 15            # the other calls sleep 30 s: their workers were killed, not awaited
+
+def test_stage_times_save_themselves_where_the_runner_says(tmp_path, monkeypatch):
+    monkeypatch.setenv("MUSIC_VAE_STAGES", str(tmp_path / "stages.json"))
+    t = StageTimes()
+    with t("fit"): pass
+    with t("plots"): pass
+    assert list(json.loads((tmp_path / "stages.json").read_text())) == ["fit", "plots"]

@@ -164,3 +164,9 @@ def test_report_notebooks_end_to_end(tmp_path, monkeypatch, make):
     out = proj / "reports" / "quick" / name
     assert all((out / f"{nb}.ipynb").exists() and (out / f"{nb}.html").exists() for nb in REPORT_NOTEBOOKS)
     assert any((proj / "figures" / "quick" / name).glob("*.png"))
+    if make is make_seed1_layout:                 # audio only: the fused models hear the score transcribed from it
+        from music_vae_nb.transcribe import has_basic_pitch
+        m = pd.read_csv(out / "metrics.csv", keep_default_na=False, low_memory=False)
+        fused = m[(m.notebook == "02_medium") & (m.model == "mm_vae")]
+        assert len(fused) and fused.modalities.str.contains("midi_transcribed").any() == has_basic_pitch(), set(fused.modalities)
+        assert not m.modalities.str.split("+").apply(lambda v: "midi" in v).any()    # no given MIDI was invented

@@ -86,3 +86,15 @@ def test_empty_inputs():
         M.midi_music_features(pretty_midi.PrettyMIDI())
     f = M.audio_music_features(np.zeros(16_000, np.float32))
     assert np.isfinite(f).all()
+
+
+def test_triple_evidence_reads_the_bar_without_a_declaration():
+    on = np.arange(0, 36, 1.0)
+    waltz, march = np.where(on % 3 == 0, 2.0, 1.0), np.where(on % 2 == 0, 2.0, 1.0)   # long note every 3rd / 2nd quarter
+    assert M.triple_evidence(M.metre_fits(on, waltz)) > 0 > M.triple_evidence(M.metre_fits(on, march))
+    np.testing.assert_allclose(M.metre_fits(on + 0.5, waltz), M.metre_fits(on, waltz))   # phase-free
+    for declare in (True, False):                                                    # 6/8 and 2/4 patterns: duple both
+        six, two = (M.midi_music_features(M.metre_pattern(m, declare=declare)) for m in ("6/8", "2/4"))
+        assert six[MIDI_NAMES.index("fit_6/8")] > six[MIDI_NAMES.index("fit_3/4")]
+        assert two[MIDI_NAMES.index("fit_2/4")] > two[MIDI_NAMES.index("fit_3/4")]
+        assert two[MIDI_NAMES.index("bar_triple-duple")] < 0

@@ -49,7 +49,8 @@ def test_failing_cell_names_notebook_cell_and_error_and_keeps_finished_work(tmp_
     partial = out / "02_bad.ipynb"
     assert partial.exists() and str(partial) in r.stderr
     assert (out / "01_ok.ipynb").exists()          # the finished notebook is kept
-    assert [x["name"] for x in json.loads((out / "runs.json").read_text())["runs"]] == ["01_ok"]
+    runs = json.loads((out / "runs.json").read_text())["runs"]
+    assert [(x["name"], x["status"]) for x in runs] == [("01_ok", "finished"), ("02_bad", "failed")]
 
 def test_dataset_parameters_and_prominent_warning(tmp_path):
     "A notebook declaring `dataset` and `scheduler` gets them; a modality that matched nothing is said in one line."
@@ -68,6 +69,15 @@ def test_dataset_parameters_and_prominent_warning(tmp_path):
 def test_unknown_dataset_is_one_clear_line(tmp_path):
     r = _run(_project(tmp_path), "reproduce", "--quick", "--data", str(tmp_path / "nowhere"), "--no-html")
     assert r.returncode == 1 and "cannot read the dataset" in r.stderr and "nowhere" in r.stderr
+
+def test_transcribe_reaches_only_the_notebooks_that_declare_it(tmp_path):
+    root = _project(tmp_path)
+    _nb(root / "nbs" / "03_tr.ipynb", "from pathlib import Path\nPath('tr.txt').write_text(transcribe)", params="transcribe = 'auto'")
+    r = _run(root, "reproduce", "--data", _data(tmp_path), "--only", "01", "--only", "03", "--no-html", "--transcribe", "missing")
+    assert r.returncode == 0, r.stderr
+    assert (root / "nbs" / "tr.txt").read_text() == "missing"
+    runs = {x["name"]: x["parameters"] for x in json.loads((root / "reports" / "songs" / "runs.json").read_text())["runs"]}
+    assert "transcribe" not in runs["01_ok"] and runs["03_tr"]["transcribe"] == "missing"
 
 def test_lab_passes_options_through_and_allows_root():
     from music_vae_nb.pipeline import build_parser, lab_command

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 import music_vae_nb.store as S
+from music_vae_nb.music import midi_music_feature_names
 from music_vae_nb.features import has_text, TfidfEmbedder
 from music_vae_nb.store import (available_feature_names, FeatureScaler, FeatureSet, compute_features, feature_summary,
                                 toy_dataset)
@@ -119,7 +120,7 @@ def test_quick_dataset_feature_sets():
     feats = compute_features(ds, progress=False)          # shared cache: computed once, then read
     m = ds.manifest
     shapes = {"audio": (131,), "log_mel": (64, 128), "midi": (51,), "piano_roll": (64, 128), "lyrics_minilm": (384,),
-              "midi_music": (76,), "audio_music": (41,)}
+              "midi_music": (len(midi_music_feature_names()),), "audio_music": (41,)}
     for n, fs in feats.items():
         assert fs.ids.tolist() == ds.ids("all").tolist(), n
         assert np.isfinite(fs.X).all() and (fs.X[~fs.mask] == 0).all(), n
@@ -152,12 +153,59 @@ def test_transcribed_sets_use_the_transcription_table(toy, monkeypatch):
         ids = ds.ids("all").tolist()
         return pd.DataFrame({"id": ids, "midi_path": [str(ds.midi_file(i)) if i < "t6" else "" for i in ids],
                              "status": ["transcribed" if i < "t6" else "failed" for i in ids]})
-    monkeypatch.setitem(sys.modules, "music_vae_nb.transcribe", types.SimpleNamespace(transcribe_dataset=transcribe_dataset))
-    out = compute_features(toy, ["midi_transcribed", "midi_transcribed_music", "midi"], scheduler="local", progress=False)
-    assert out["midi_transcribed"].mask.tolist() == [True] * 6 + [False] * 2
-    np.testing.assert_array_equal(out["midi_transcribed"].X[:6], out["midi"].X[:6])   # same extractor, same files
-    assert out["midi_transcribed_music"].shape == (76,) and out["midi_transcribed_music"].n_available == 6
-    assert "midi_transcribed" not in available_feature_names()                        # only on request
+    asked = []
+    stub = types.SimpleNamespace(transcribe_dataset=lambda ds, which, **kw: asked.append(which) or transcribe_dataset(ds, which, **kw),
+                                 has_basic_pitch=lambda: True, model_key=lambda: "stub")
+    monkeypatch.setitem(sys.modules, "music_vae_nb.transcribe", stub)
+    monkeypatch.setattr(sys.modules["music_vae_nb"], "transcribe", stub, raising=False)
+    out = compute_features(toy, ["midi_transcribed_all", "midi_transcribed_all_music", "midi"], scheduler="local", progress=False)
+    assert asked == ["all"]
+    assert out["midi_transcribed_all"].mask.tolist() == [True] * 6 + [False] * 2
+    np.testing.assert_array_equal(out["midi_transcribed_all"].X[:6], out["midi"].X[:6])   # same extractor, same files
+    assert out["midi_transcribed_all_music"].shape == (len(midi_music_feature_names()),) and out["midi_transcribed_all_music"].n_available == 6
+    assert not {"midi_transcribed", "midi_transcribed_all"} & set(available_feature_names())   # only on request
+    compute_features(toy, ["midi_transcribed"], scheduler="local", progress=False)
+    assert asked == ["all", "missing"]                                                  # the set's name says which
+    keys = {S.cache_key(toy, g, S.resolve_params()[g]) for g in ("midi", "midi_transcribed", "midi_transcribed_all")}
+    stub.model_key = lambda: "another model"
+    assert len(keys) == 3 and S.cache_key(toy, "midi_transcribed", S.resolve_params()["midi_transcribed"]) not in keys
+    assert S.cache_key(toy, "midi", S.resolve_params()["midi"]) in keys                 # the score's sets do not care
+
+
+# --- modality_views ---------------------------------------------------------------------------------
+def _without_midi(ds, root, ids):
+    "A copy of `ds` (same files, absolute paths) where the items `ids` have no MIDI."
+    from music_vae_nb.data import save_dataset
+    m = ds.manifest.reset_index().drop(columns=["has_audio", "has_midi", "has_lyrics"])
+    m["audio_path"] = [str(ds.root / p) for p in m.audio_path]
+    m["midi_path"] = ["" if i in ids else str(ds.root / p) for i, p in zip(m.id, m.midi_path)]
+    return save_dataset(root, m, ds.name, ds.labels, ds.primary_label)
+
+
+def test_modality_views_full_none_some_and_modes(toy, tmp_path, monkeypatch, capsys):
+    from music_vae_nb import transcribe as T
+    monkeypatch.setattr(T, "has_basic_pitch", lambda: True)
+    full, none = toy, _without_midi(toy, tmp_path / "none", toy.ids("all").tolist())
+    some = _without_midi(toy, tmp_path / "some", ["t6", "t7"])
+    base = {"audio": "audio", "log_mel": "log_mel", "lyrics": "lyrics_minilm"}
+    assert S.modality_views(full, music=False) == {**base, "midi": "midi"}          # every item has MIDI: nothing to transcribe
+    assert S.modality_views(none, music=False) == {**base, "midi_transcribed": "midi_transcribed"}
+    assert S.modality_views(some, music=False) == {**base, "midi": "midi", "midi_transcribed": "midi_transcribed"}
+    assert S.modality_views(some) == {**base, "midi": "midi", "midi_transcribed": "midi_transcribed", "audio_music": "audio_music",
+                                      "midi_music": "midi_music", "midi_transcribed_music": "midi_transcribed_music"}
+    assert "midi_transcribed" not in S.modality_views(some, transcribe="none")
+    assert S.modality_views(full, transcribe="missing")["midi_transcribed"] == "midi_transcribed"
+    v = S.modality_views(full, transcribe="all", lyrics="lyrics_tfidf")
+    assert (v["midi_transcribed"], v["midi_transcribed_music"], v["lyrics"]) == ("midi_transcribed_all", "midi_transcribed_all_music", "lyrics_tfidf")
+    with pytest.raises(ValueError, match="transcribe must be"): S.modality_views(full, transcribe="yes")
+    assert capsys.readouterr().out == ""
+    monkeypatch.setattr(T, "has_basic_pitch", lambda: False)                        # no basic-pitch:
+    assert "midi_transcribed" not in S.modality_views(some)                         # auto: one line, no view
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and "2 items have audio and no MIDI" in out[0] and "pip install" in out[0]
+    assert S.modality_views(full) == S.modality_views(full, transcribe="none") and capsys.readouterr().out == ""
+    for mode in ("missing", "all"):
+        with pytest.raises(ImportError, match="basic-pitch"): S.modality_views(some, transcribe=mode)
 
 
 def test_concat_sets_gives_each_block_equal_say():

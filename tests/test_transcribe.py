@@ -165,3 +165,19 @@ def test_without_basic_pitch_one_line_and_skip(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "pip install" in err[0] and "--no-deps basic-pitch" in err[0]
     with pytest.raises(ImportError, match="no-deps basic-pitch"): T.transcribe_audio(np.zeros(100), 16_000)
+
+
+def test_item_without_midi_gets_midi_transcribed_through_the_store(rendered, tmp_path):
+    "modality_views + compute_features, with the real model: the audio-only item gets `midi_transcribed` and its mask."
+    from music_vae_nb.store import compute_features, modality_views
+    ds = tiny_dataset(tmp_path / "tiny", rendered)                               # both, audio_only, lyrics_only, corrupt
+    views = modality_views(ds)
+    assert views["midi"] == "midi" and views["midi_transcribed"] == "midi_transcribed"
+    feats = compute_features(ds, list(views.values()), scheduler="local", progress=False)
+    assert feats["midi"].mask.tolist() == [True, False, False, False]
+    assert feats["midi_transcribed"].mask.tolist() == [False, True, False, False]        # given and transcribed: disjoint
+    assert feats["midi_transcribed_music"].mask.tolist() == [False, True, False, False]
+    assert feats["midi_transcribed"].X[1].any() and not feats["midi_transcribed"].X[[0, 2, 3]].any()
+    every = compute_features(ds, [modality_views(ds, transcribe="all")["midi_transcribed"]], scheduler="local", progress=False)
+    assert every["midi_transcribed_all"].mask.tolist() == [True, True, False, False]
+    np.testing.assert_array_equal(every["midi_transcribed_all"].X[1], feats["midi_transcribed"].X[1])   # same transcription

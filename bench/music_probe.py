@@ -1,0 +1,127 @@
+"""Probe of the music features (a script that measures and prints; not a test).
+
+    .venv/bin/python bench/music_probe.py                  # MIDI and audio music features of m21-vocal, 1 job
+    .venv/bin/python bench/music_probe.py --jobs 2 --sets midi_music
+
+Computes `music.midi_music_features` (score beats) and `music.audio_music_features` directly from the files
+(never through the feature store and its cache) and scores each block of `music.MUSIC_BLOCKS`, and the whole
+vector, the way the evaluation protocol does: for repetitions r = 0..4, `ds.split_ids(r)`, standardise on the
+train items of the subset, K-Means (k = classes among the test items, n_init=10, random_state=r) on the test
+items of the subset, AMI against the label. Targets: mode and meter within the Bach chorales, mode and meter
+over the corpus, meter within every other collection with both duple and triple pieces, collection.
+Prints mean and 95 % interval (t over the repetitions) per block × target, and the CPU ms per clip.
+
+Per-item features are cached in /tmp/music_probe, keyed by a hash of the music module's source; decoded
+audio (16 kHz) is cached there too, so an edit of the extractors recomputes in seconds (MIDI) or a minute (audio).
+"""
+import argparse, hashlib, inspect, os, time
+from pathlib import Path
+
+import numpy as np
+
+CACHE = Path("/tmp/music_probe")
+SR = 16_000
+
+
+def _midi_item(path):
+    import pretty_midi
+    from music_vae_nb import music
+    t = time.process_time()
+    v = music.midi_music_features(pretty_midi.PrettyMIDI(str(path)), "score")
+    return v, time.process_time() - t
+
+
+def _audio_item(path):
+    from music_vae_nb import music
+    from music_vae_nb.features import load_audio, spectra
+    f = CACHE / "y" / (Path(path).stem + ".npy")
+    if f.exists(): y = np.load(f).astype(np.float32)
+    else:
+        y = load_audio(path, SR); f.parent.mkdir(parents=True, exist_ok=True); np.save(f, y.astype(np.float16))
+        y = y.astype(np.float16).astype(np.float32)
+    t = time.process_time()
+    spec = spectra(y, SR)
+    t1 = time.process_time()
+    v = music.audio_music_features(y, SR, spec=spec)
+    return v, time.process_time() - t1, t1 - t
+
+
+def features(ds, ids, which, jobs):
+    "(X (n, d), names, ms per clip) of the `which` set for `ids`, cached under the music module's source hash."
+    from joblib import Parallel, delayed
+    from music_vae_nb import music
+    key = hashlib.sha1(inspect.getsource(music).encode()).hexdigest()[:10]
+    f = CACHE / f"{which}_{key}_{len(ids)}.npz"
+    names = music.midi_music_feature_names() if which == "midi_music" else music.audio_music_feature_names()
+    if f.exists():
+        z = np.load(f); return z["X"], names, float(z["ms"]), float(z["spec_ms"])
+    paths = [ds.midi_file(i) if which == "midi_music" else ds.audio_file(i) for i in ids]
+    item = _midi_item if which == "midi_music" else _audio_item
+    t = time.perf_counter()
+    out = Parallel(n_jobs=jobs, batch_size=16)(delayed(item)(p) for p in paths)
+    X = np.stack([o[0] for o in out]).astype(np.float64)
+    ms = 1000 * np.mean([o[1] for o in out]); spec_ms = 1000 * np.mean([o[2] for o in out]) if which == "audio_music" else 0.0
+    print(f"{which}: {len(ids)} clips in {time.perf_counter() - t:.1f} s, {ms:.1f} ms CPU per clip"
+          + (f" (+ {spec_ms:.1f} ms shared spectra)" if spec_ms else ""))
+    CACHE.mkdir(parents=True, exist_ok=True); np.savez(f, X=X, ms=ms, spec_ms=spec_ms)
+    return X, names, ms, spec_ms
+
+
+def targets(m):
+    "(name, label, collection or None) of every scored target."
+    out = [("mode | bach", "mode", "bach"), ("meter | bach", "meter", "bach")]
+    for c in sorted(m.collection.unique()):
+        if c != "bach" and m.loc[m.collection == c, "meter"].nunique() >= 2: out.append((f"meter | {c}", "meter", c))
+    return out + [("mode | all", "mode", None), ("meter | all", "meter", None), ("collection | all", "collection", None)]
+
+
+def score(X, m, splits, label, coll, reps):
+    "AMI per repetition of K-Means on the test items (subset `coll`), standardised on the train items."
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import adjusted_mutual_info_score
+    idx = {i: n for n, i in enumerate(m.index)}
+    sub = np.ones(len(m), bool) if coll is None else (m.collection == coll).to_numpy()
+    y = m[label].to_numpy()
+    out = []
+    for r in range(reps):
+        tr = np.array([idx[i] for i in splits[r]["train"]]); te = np.array([idx[i] for i in splits[r]["test"]])
+        tr, te = tr[sub[tr]], te[sub[te]]
+        mu, sd = X[tr].mean(0), X[tr].std(0); sd[sd < 1e-9] = 1.0
+        Z = (X[te] - mu) / sd
+        k = len(set(y[te]))
+        lab = KMeans(n_clusters=k, n_init=10, random_state=r).fit_predict(Z)
+        out.append(adjusted_mutual_info_score(y[te], lab))
+    return np.array(out)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--sets", nargs="+", default=["midi_music", "audio_music"])
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--blocks", nargs="*", default=None, help="blocks to score (default: all with columns, and 'all')")
+    a = ap.parse_args()
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    from scipy import stats
+    from music_vae_nb.datasets import load_dataset
+    from music_vae_nb.music import MUSIC_BLOCKS, block_columns
+    ds = load_dataset("m21-vocal"); m = ds.manifest
+    ids = list(m.index); splits = [ds.split_ids(r) for r in range(a.reps)]
+    T = targets(m)
+    print(f"{'set:block':34s} {'cols':>4s} " + " ".join(f"{t[0]:>19s}" for t in T))
+    for s in a.sets:
+        X, names, ms, spec_ms = features(ds, ids, s, a.jobs)
+        blocks = [(b, block_columns(names, b)) for b in (a.blocks or MUSIC_BLOCKS)] + [("all", list(range(len(names))))]
+        for b, cols in blocks:
+            if not cols: continue
+            cells = []
+            for name, label, coll in T:
+                v = score(X[:, cols], m, splits, label, coll, a.reps)
+                h = stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else 0.0
+                cells.append(f"{v.mean():6.3f} [{v.mean() - h:5.2f},{v.mean() + h:5.2f}]")
+            print(f"{s + ':' + b:34s} {len(cols):4d} " + " ".join(f"{c:>19s}" for c in cells), flush=True)
+        print(f"{s}: {ms:.1f} ms CPU per clip" + (f" (+ {spec_ms:.1f} ms shared spectra, not counted)" if spec_ms else ""))
+
+
+if __name__ == "__main__":
+    main()

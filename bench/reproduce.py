@@ -1,0 +1,153 @@
+"""Wall time and peak memory of `music-vae reproduce`: per notebook, per stage, the dataset build and the features.
+
+Usage: python bench/reproduce.py (--empty | --cached | --rerun) [--quick] [--only NOTEBOOK ...] [--data-dir PATH]
+                                 [--keep] [--interval 0.25] [-- more reproduce options, e.g. --scheduler local]
+
+Three starting points:
+- `--empty`: a fresh, empty data folder (MUSIC_VAE_DATA in a temp folder): the dataset is built and every feature
+  set extracted, then the notebooks run (what a first run on a new machine costs);
+- `--cached`: the existing data folder (`--data-dir`, default `<repo>/data`) with its dataset and feature cache, but
+  without the fit cache (`<dataset>/cache/fits`, which holds the fits and the clusterings): every fit and every
+  clustering is redone. The folder is not touched: the run sees a temp folder of symbolic links to it, with an empty
+  fit cache;
+- `--rerun`: the existing data folder as it is (fits and clusterings cached); the notebooks are executed
+  (`--force`), so this measures a run that only reads caches.
+
+The notebooks run in a throw-away copy of the project (`settings.ini`, `nbs/`: MUSIC_VAE_ROOT), so the
+repository's reports and figures are untouched (`--keep` keeps the copy and prints where it is).
+
+Reported: the wall time of each notebook (from `runs.json`) and of each of its stages (the `core.StageTimes` table
+each notebook keeps, which the runner copies into `runs.json`), the dataset load / build time (`dataset_seconds`),
+the feature time (00_features, plus the `features` stage of the others), the whole command's wall time, and the
+peak memory: the resident set size summed over the runner's process tree (runner, notebook kernels, their worker
+processes), sampled every `--interval` seconds, overall and while each notebook ran.
+"""
+from __future__ import annotations
+
+import argparse, json, os, shutil, subprocess, sys, tempfile, threading, time
+from pathlib import Path
+
+import psutil
+
+REPO = Path(__file__).resolve().parents[1]
+DATASET = "m21-vocal"
+
+
+def tree_rss(proc: psutil.Process) -> int:
+    "Resident bytes of `proc` and all its descendants (processes that vanish meanwhile count 0)."
+    total = 0
+    try: procs = [proc, *proc.children(recursive=True)]
+    except psutil.Error: return 0
+    for p in procs:
+        try: total += p.memory_info().rss
+        except psutil.Error: pass
+    return total
+
+
+def project_copy(dst: Path) -> Path:
+    "A minimal project root for the run: `settings.ini` and the notebooks."
+    dst.mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / "settings.ini", dst)
+    shutil.copytree(REPO / "nbs", dst / "nbs", ignore=shutil.ignore_patterns(".ipynb_checkpoints", "_proc"))
+    return dst
+
+
+def linked_data(src: Path, dst: Path) -> Path:
+    "`dst` mirrors data folder `src` through symbolic links, except each dataset's fit cache, which starts empty."
+    dst.mkdir(parents=True, exist_ok=True)
+    for ds in src.iterdir():
+        if not ds.is_dir(): os.symlink(ds, dst / ds.name); continue
+        (dst / ds.name).mkdir()
+        for item in ds.iterdir():
+            if item.name != "cache": os.symlink(item, dst / ds.name / item.name); continue
+            (dst / ds.name / "cache").mkdir()
+            for c in item.iterdir():
+                if c.name != "fits": os.symlink(c, dst / ds.name / "cache" / c.name)
+    return dst
+
+
+def run(cmd: list[str], env: dict, interval: float) -> tuple[float, int, dict, str]:
+    "Run `cmd`; return wall seconds, peak tree RSS, peak tree RSS per notebook (by the runner's ▶ lines), output."
+    t0, peak, per_nb, current, lines = time.perf_counter(), 0, {}, {"name": None}, []
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+    ps = psutil.Process(proc.pid)
+
+    def read():
+        for line in proc.stdout:
+            lines.append(line); sys.stdout.write("  | " + line); sys.stdout.flush()
+            if line.startswith("▶ "): current["name"] = line[2:].split()[0]
+            elif line.startswith("✔ "): current["name"] = None
+    reader = threading.Thread(target=read, daemon=True); reader.start()
+    while proc.poll() is None:
+        rss = tree_rss(ps); peak = max(peak, rss)
+        if current["name"]: per_nb[current["name"]] = max(per_nb.get(current["name"], 0), rss)
+        time.sleep(interval)
+    reader.join(timeout=5)
+    return time.perf_counter() - t0, peak, per_nb, "".join(lines)
+
+
+def report(runs_json: Path, wall: float, peak: int, per_nb: dict, mode: str) -> None:
+    info = json.loads(runs_json.read_text())
+    runs = info["runs"]
+    gb = lambda b: f"{b / 2**30:.2f}"
+    print(f"\n== music-vae reproduce ({mode}{', quick' if info.get('quick') else ''}) on {info['dataset']} ==")
+    print(f"dataset load / build: {info.get('dataset_seconds', float('nan')):.1f} s (in the runner, before the notebooks)")
+    print(f"{'notebook':<14}{'status':<10}{'seconds':>9}{'peak GB':>9}")
+    for r in runs:
+        print(f"{r['name']:<14}{r.get('status', '?'):<10}{r.get('seconds', 0):>9.1f}{gb(per_nb.get(r['name'], 0)):>9}")
+    print("\nstages (seconds; from each notebook's StageTimes):")
+    names = list(dict.fromkeys(s for r in runs for s in r.get("stages", {})))
+    if names:
+        w = max(len(s) for s in names) + 2
+        print(f"{'notebook':<14}" + "".join(f"{s:>{w}}" for s in names))
+        for r in runs:
+            st = r.get("stages", {})
+            print(f"{r['name']:<14}" + "".join(f"{st[s]:>{w}.1f}" if s in st else f"{'':>{w}}" for s in names))
+    feats = sum(r.get("seconds", 0) for r in runs if r["name"] == "00_features")
+    feats_stage = sum(r.get("stages", {}).get("features", 0) for r in runs)
+    print(f"\nfeatures: 00_features {feats:.1f} s (extraction, when not cached, and the floor), "
+          f"'features' stages of the others {feats_stage:.1f} s")
+    print(f"notebooks: {sum(r.get('seconds', 0) for r in runs):.1f} s; whole command: {wall:.1f} s; "
+          f"peak memory (process tree): {gb(peak)} GB")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    mode = ap.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--empty", action="store_true", help="fresh data folder: build the dataset, extract features")
+    mode.add_argument("--cached", action="store_true", help="existing dataset and features, fit / clustering cache empty")
+    mode.add_argument("--rerun", action="store_true", help="everything cached; the notebooks still execute (--force)")
+    ap.add_argument("--quick", action="store_true", help="the quick subset and settings")
+    ap.add_argument("--only", action="append", metavar="NOTEBOOK", help="only this notebook (repeatable)")
+    ap.add_argument("--data-dir", type=Path, default=Path(os.environ.get("MUSIC_VAE_DATA") or REPO / "data"))
+    ap.add_argument("--keep", action="store_true", help="keep the temp project (reports, executed notebooks)")
+    ap.add_argument("--interval", type=float, default=0.25, help="memory sampling interval [s]")
+    a, extra = ap.parse_known_args(argv)
+    extra = [x for x in extra if x != "--"]
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-reproduce-"))
+    root = project_copy(tmp / "project")
+    if a.empty: data = tmp / "data"; data.mkdir()
+    elif a.cached: data = linked_data(a.data_dir.resolve(), tmp / "data")
+    else: data = a.data_dir.resolve()
+    mode_name = "empty data" if a.empty else "cached data, no fits" if a.cached else "everything cached"
+    print(f"project copy: {root}\ndata: {data} ({mode_name})")
+
+    cmd = [str(Path(sys.executable).parent / "music-vae"), "reproduce", "--no-html"]
+    cmd += ["--quick"] if a.quick else []
+    cmd += [x for n in (a.only or []) for x in ("--only", n)]
+    cmd += ["--force"] if a.rerun else []
+    cmd += extra
+    env = {**os.environ, "MUSIC_VAE_ROOT": str(root), "MUSIC_VAE_DATA": str(data)}
+    print("$ " + " ".join(cmd))
+    wall, peak, per_nb, out = run(cmd, env, a.interval)
+    runs_json = root / "reports" / ("quick" if a.quick else "") / DATASET / "runs.json"
+    if runs_json.exists(): report(runs_json, wall, peak, per_nb, mode_name)
+    else: print("no runs.json written: the run failed before the first notebook")
+    if a.keep: print(f"kept: {tmp}")
+    else: shutil.rmtree(tmp, ignore_errors=True)
+    return 0 if "✘" not in out else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
