@@ -11,7 +11,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .core import atomic_path, fingerprint
+from .core import atomic_path, fingerprint, parallel_map
 from .data import Dataset, check_audio, quiet_decoder
 
 # %% auto #0
@@ -155,18 +155,6 @@ def transcribed_path(cache_dir: str | Path, audio: str | Path) -> Path:
     "Where the transcription of `audio` by the current model lives in `cache_dir`."
     return Path(cache_dir) / f"{audio_hash(audio)}.{model_key()}.mid"
 
-# %% ../nbs/18_transcribe.ipynb #fc7b1690
-def _parallel_map(fn, items: list, n_jobs: int, scheduler, desc: str, progress: bool) -> list:
-    "`core.parallel_map` when core has it, else joblib (loky) processes / a serial loop, with a tqdm bar."
-    from music_vae_nb import core
-    if hasattr(core, "parallel_map"):
-        return core.parallel_map(fn, items, n_jobs=n_jobs, scheduler=scheduler, desc=desc, progress=progress)
-    from tqdm.auto import tqdm
-    bar = lambda it: tqdm(it, total=len(items), desc=desc, disable=not progress)
-    if scheduler == "local" or n_jobs == 1 or len(items) <= 1: return [fn(x) for x in bar(items)]
-    from joblib import Parallel, delayed
-    return list(bar(Parallel(n_jobs=n_jobs, return_as="generator")(delayed(fn)(x) for x in items)))
-
 # %% ../nbs/18_transcribe.ipynb #ad6daa2b
 def _one_line(e: Exception) -> str: return " ".join(str(e).split())[:300]
 
@@ -199,7 +187,7 @@ def transcribe_dataset(ds: Dataset, which: str = "missing", cache_dir: str | Pat
         rows[id] = (str(out), "cached" if out.is_file() else None)
         if not out.is_file(): todo.setdefault(out, audio)
     jobs = [(a, o) for o, a in todo.items()]
-    done = dict(zip(todo, _parallel_map(transcribe_to, jobs, n_jobs, scheduler, "transcribe", progress))) if jobs else {}
+    done = dict(zip(todo, parallel_map(transcribe_to, jobs, n_jobs=n_jobs, scheduler=scheduler, desc="transcribe", progress=progress))) if jobs else {}
     for id, (p, status) in rows.items():
         if status is None:
             status = done[Path(p)]; rows[id] = (p if status == "transcribed" else "", status)
