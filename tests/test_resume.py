@@ -74,7 +74,9 @@ def test_a_stopped_runner_leaves_no_process_and_keeps_finished_notebooks(tmp_pat
     root, data = _project(tmp_path)
     marks, out = root / "nbs" / "marks", root / "reports" / "songs"
     args = [str(BIN / "music-vae"), "reproduce", "--data", data, "--only", "00_ok", "--only", "01_work", "--no-html"]
-    proc = subprocess.Popen(args, env=_env(root), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # started as from a terminal: a shell's background job (e.g. CI run with `&`) inherits SIGINT ignored
+    proc = subprocess.Popen(args, env=_env(root), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     _wait_for(lambda: marks.exists() and len(list(marks.iterdir())) == 2, proc, 120, "two busy worker processes")
     proc.send_signal(sig)
     proc.wait(timeout=30)
