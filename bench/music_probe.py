@@ -6,9 +6,11 @@
 Computes `music.midi_music_features` (score beats) and `music.audio_music_features` directly from the files
 (never through the feature store and its cache) and scores each block of `music.MUSIC_BLOCKS`, and the whole
 vector, the way the evaluation protocol does: for repetitions r = 0..4, `ds.split_ids(r)`, standardise on the
-train items of the subset, K-Means (k = classes among the test items, n_init=10, random_state=r) on the test
-items of the subset, AMI against the label. Targets: mode and meter within the Bach chorales, mode and meter
-over the corpus, meter within every other collection with both duple and triple pieces, collection.
+train items of the subset, K-Means (k = classes among the scored items, n_init=10, random_state=r) on the valid
+items and, separately, on the test items of the subset, AMI against the label. Valid scores are printed beside
+test scores: every choice (block, rule, parameter) is made on the valid rows; test is read, not chosen on
+(`--splits valid` prints valid only, for development). Targets: mode and meter within the Bach chorales, mode
+and meter over the corpus, meter within every other collection with both duple and triple pieces, collection.
 Prints mean and 95 % interval (t over the repetitions) per block × target, and the CPU ms per clip.
 
 Per-item features are cached in /tmp/music_probe, keyed by a hash of the music module's source; decoded
@@ -75,8 +77,8 @@ def targets(m):
     return out + [("mode | all", "mode", None), ("meter | all", "meter", None), ("collection | all", "collection", None)]
 
 
-def score(X, m, splits, label, coll, reps):
-    "AMI per repetition of K-Means on the test items (subset `coll`), standardised on the train items."
+def score(X, m, splits, label, coll, reps, split="test"):
+    "AMI per repetition of K-Means on the `split` items (subset `coll`), standardised on the train items."
     from sklearn.cluster import KMeans
     from sklearn.metrics import adjusted_mutual_info_score
     idx = {i: n for n, i in enumerate(m.index)}
@@ -84,7 +86,7 @@ def score(X, m, splits, label, coll, reps):
     y = m[label].to_numpy()
     out = []
     for r in range(reps):
-        tr = np.array([idx[i] for i in splits[r]["train"]]); te = np.array([idx[i] for i in splits[r]["test"]])
+        tr = np.array([idx[i] for i in splits[r]["train"]]); te = np.array([idx[i] for i in splits[r][split]])
         tr, te = tr[sub[tr]], te[sub[te]]
         mu, sd = X[tr].mean(0), X[tr].std(0); sd[sd < 1e-9] = 1.0
         Z = (X[te] - mu) / sd
@@ -100,6 +102,7 @@ def main():
     ap.add_argument("--sets", nargs="+", default=["midi_music", "audio_music"])
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--blocks", nargs="*", default=None, help="blocks to score (default: all with columns, and 'all')")
+    ap.add_argument("--splits", nargs="+", default=["valid", "test"], help="splits scored, one row each (choose on valid)")
     a = ap.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from scipy import stats
@@ -108,18 +111,19 @@ def main():
     ds = load_dataset("m21-vocal"); m = ds.manifest
     ids = list(m.index); splits = [ds.split_ids(r) for r in range(a.reps)]
     T = targets(m)
-    print(f"{'set:block':34s} {'cols':>4s} " + " ".join(f"{t[0]:>19s}" for t in T))
+    print(f"{'set:block':34s} {'split':5s} {'cols':>4s} " + " ".join(f"{t[0]:>19s}" for t in T))
     for s in a.sets:
         X, names, ms, spec_ms = features(ds, ids, s, a.jobs)
         blocks = [(b, block_columns(names, b)) for b in (a.blocks or MUSIC_BLOCKS)] + [("all", list(range(len(names))))]
         for b, cols in blocks:
             if not cols: continue
-            cells = []
-            for name, label, coll in T:
-                v = score(X[:, cols], m, splits, label, coll, a.reps)
-                h = stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else 0.0
-                cells.append(f"{v.mean():6.3f} [{v.mean() - h:5.2f},{v.mean() + h:5.2f}]")
-            print(f"{s + ':' + b:34s} {len(cols):4d} " + " ".join(f"{c:>19s}" for c in cells), flush=True)
+            for sp in a.splits:
+                cells = []
+                for name, label, coll in T:
+                    v = score(X[:, cols], m, splits, label, coll, a.reps, sp)
+                    h = stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else 0.0
+                    cells.append(f"{v.mean():6.3f} [{v.mean() - h:5.2f},{v.mean() + h:5.2f}]")
+                print(f"{s + ':' + b:34s} {sp:5s} {len(cols):4d} " + " ".join(f"{c:>19s}" for c in cells), flush=True)
         print(f"{s}: {ms:.1f} ms CPU per clip" + (f" (+ {spec_ms:.1f} ms shared spectra, not counted)" if spec_ms else ""))
 
 

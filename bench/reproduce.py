@@ -20,7 +20,8 @@ Reported: the wall time of each notebook (from `runs.json`) and of each of its s
 each notebook keeps, which the runner copies into `runs.json`), the dataset load / build time (`dataset_seconds`),
 the feature time (00_features, plus the `features` stage of the others), the whole command's wall time, and the
 peak memory: the resident set size summed over the runner's process tree (runner, notebook kernels, their worker
-processes), sampled every `--interval` seconds, overall and while each notebook ran.
+processes), sampled every `--interval` seconds, overall and while each notebook ran; and the CPU seconds the tree used
+while each notebook ran, with `cores busy` = CPU seconds / wall seconds (2.0 on two fully used cores).
 """
 from __future__ import annotations
 
@@ -45,10 +46,13 @@ def tree_rss(proc: psutil.Process) -> int:
 
 
 def project_copy(dst: Path) -> Path:
-    "A minimal project root for the run: `settings.ini` and the notebooks."
+    """A minimal project root for the run: `settings.ini`, the notebooks and the package (imported from here through
+    PYTHONPATH, so editing the repository while the benchmark runs cannot change what it measures)."""
     dst.mkdir(parents=True, exist_ok=True)
     shutil.copy(REPO / "settings.ini", dst)
-    shutil.copytree(REPO / "nbs", dst / "nbs", ignore=shutil.ignore_patterns(".ipynb_checkpoints", "_proc"))
+    skip = shutil.ignore_patterns(".ipynb_checkpoints", "_proc", "__pycache__")
+    shutil.copytree(REPO / "nbs", dst / "nbs", ignore=skip)
+    shutil.copytree(REPO / "music_vae_nb", dst / "music_vae_nb", ignore=skip)
     return dst
 
 
@@ -66,9 +70,22 @@ def linked_data(src: Path, dst: Path) -> Path:
     return dst
 
 
-def run(cmd: list[str], env: dict, interval: float) -> tuple[float, int, dict, str]:
-    "Run `cmd`; return wall seconds, peak tree RSS, peak tree RSS per notebook (by the runner's ▶ lines), output."
+def tree_cpu(proc: psutil.Process, seen: dict) -> float:
+    """CPU seconds (user + system) used so far by `proc` and its descendants: `seen` keeps each process's last
+    reading, so a process that has ended still counts (up to one sampling interval of its last work)."""
+    try: procs = [proc, *proc.children(recursive=True)]
+    except psutil.Error: procs = []
+    for p in procs:
+        try: c = p.cpu_times(); seen[p.pid] = c.user + c.system
+        except psutil.Error: pass
+    return sum(seen.values())
+
+
+def run(cmd: list[str], env: dict, interval: float) -> tuple[float, int, dict, str, dict]:
+    """Run `cmd`; return wall seconds, peak tree RSS, peak tree RSS per notebook (by the runner's ▶ lines), output,
+    and the CPU seconds of the process tree per notebook."""
     t0, peak, per_nb, current, lines = time.perf_counter(), 0, {}, {"name": None}, []
+    seen, cpu_nb, last = {}, {}, 0.0
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
     ps = psutil.Process(proc.pid)
 
@@ -79,22 +96,27 @@ def run(cmd: list[str], env: dict, interval: float) -> tuple[float, int, dict, s
             elif line.startswith("✔ "): current["name"] = None
     reader = threading.Thread(target=read, daemon=True); reader.start()
     while proc.poll() is None:
-        rss = tree_rss(ps); peak = max(peak, rss)
-        if current["name"]: per_nb[current["name"]] = max(per_nb.get(current["name"], 0), rss)
+        rss, name = tree_rss(ps), current["name"]; peak = max(peak, rss)
+        cpu = tree_cpu(ps, seen)
+        if name:
+            per_nb[name] = max(per_nb.get(name, 0), rss); cpu_nb[name] = cpu_nb.get(name, 0.0) + cpu - last
+        last = cpu
         time.sleep(interval)
     reader.join(timeout=5)
-    return time.perf_counter() - t0, peak, per_nb, "".join(lines)
+    return time.perf_counter() - t0, peak, per_nb, "".join(lines), cpu_nb
 
 
-def report(runs_json: Path, wall: float, peak: int, per_nb: dict, mode: str) -> None:
+def report(runs_json: Path, wall: float, peak: int, per_nb: dict, mode: str, cpu_nb: dict) -> None:
     info = json.loads(runs_json.read_text())
     runs = info["runs"]
     gb = lambda b: f"{b / 2**30:.2f}"
     print(f"\n== music-vae reproduce ({mode}{', quick' if info.get('quick') else ''}) on {info['dataset']} ==")
     print(f"dataset load / build: {info.get('dataset_seconds', float('nan')):.1f} s (in the runner, before the notebooks)")
-    print(f"{'notebook':<14}{'status':<10}{'seconds':>9}{'peak GB':>9}")
+    print(f"{'notebook':<14}{'status':<10}{'seconds':>9}{'peak GB':>9}{'CPU s':>9}{'cores busy':>12}")
     for r in runs:
-        print(f"{r['name']:<14}{r.get('status', '?'):<10}{r.get('seconds', 0):>9.1f}{gb(per_nb.get(r['name'], 0)):>9}")
+        sec, cpu = r.get('seconds', 0), cpu_nb.get(r['name'], 0.0)
+        print(f"{r['name']:<14}{r.get('status', '?'):<10}{sec:>9.1f}{gb(per_nb.get(r['name'], 0)):>9}{cpu:>9.1f}"
+              f"{cpu / sec if sec else 0:>12.2f}")
     print("\nstages (seconds; from each notebook's StageTimes):")
     names = list(dict.fromkeys(s for r in runs for s in r.get("stages", {})))
     if names:
@@ -138,11 +160,12 @@ def main(argv=None) -> int:
     cmd += [x for n in (a.only or []) for x in ("--only", n)]
     cmd += ["--force"] if a.rerun else []
     cmd += extra
-    env = {**os.environ, "MUSIC_VAE_ROOT": str(root), "MUSIC_VAE_DATA": str(data)}
+    env = {**os.environ, "MUSIC_VAE_ROOT": str(root), "MUSIC_VAE_DATA": str(data),
+           "PYTHONPATH": os.pathsep.join([str(root), *filter(None, [os.environ.get("PYTHONPATH")])])}
     print("$ " + " ".join(cmd))
-    wall, peak, per_nb, out = run(cmd, env, a.interval)
+    wall, peak, per_nb, out, cpu_nb = run(cmd, env, a.interval)
     runs_json = root / "reports" / ("quick" if a.quick else "") / DATASET / "runs.json"
-    if runs_json.exists(): report(runs_json, wall, peak, per_nb, mode_name)
+    if runs_json.exists(): report(runs_json, wall, peak, per_nb, mode_name, cpu_nb)
     else: print("no runs.json written: the run failed before the first notebook")
     if a.keep: print(f"kept: {tmp}")
     else: shutil.rmtree(tmp, ignore_errors=True)

@@ -254,16 +254,19 @@ class MultiModalVAE(LatentModel):
     def forward(self, batch):
         if self.fusion == "concat" or (self.fusion == "poe" and not self.subsample): return super().forward(batch)
         views, (mu, logvar) = self.views(batch)
-        recons = [self.decode(reparameterize(m, l) if self.training else m) for m, l, _ in views]
-        return {"mu": mu, "logvar": logvar, "z": mu, "views": views, "recon_views": recons,
-                "recon": None if self.training else self.decode(mu)}
+        zs = [reparameterize(m, l) if self.training else m for m, l, _ in views] + ([] if self.training else [mu])
+        V, n = len(views), len(mu)
+        out = self.decode(torch.cat(zs))                                # every view's code in one pass per decoder
+        return {"mu": mu, "logvar": logvar, "z": mu, "views": views,
+                "recon_views": {m: r[:V * n].reshape(V, n, *r.shape[1:]) for m, r in out.items()},   # (V, n, ...)
+                "recon": None if self.training else {m: r[V * n:] for m, r in out.items()}}
 
     def loss(self, batch, out, beta: float = 1.0):
         if "views" not in out: return super().loss(batch, out, beta)
         W = torch.stack([w for _, _, w in out["views"]])                  # (V, n)
         avg = lambda v: torch.where(W > 0, W * v, torch.zeros_like(v)).sum(0)
-        terms = {f"recon_{m}": masked_mean(avg(torch.stack([recon_error(r[m], batch[m]) for r in out["recon_views"]])),
-                                           batch["mask"][m]) for m in self.modalities}
+        err = lambda r, x: (r - x).pow(2).flatten(2).mean(2)               # recon_error of every view: (V, n)
+        terms = {f"recon_{m}": masked_mean(avg(err(out["recon_views"][m], batch[m])), batch["mask"][m]) for m in self.modalities}
         kl = avg(torch.stack([kl_normal(m, l) for m, l, _ in out["views"]]) / self.latent_dim)
         kl = masked_mean(kl, self.present(batch))
         return {"total": sum(terms.values()) + beta * kl, "kl": kl, **terms}

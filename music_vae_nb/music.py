@@ -17,10 +17,11 @@ __all__ = ['SOUNDFONT', 'QUARTER_GRID', 'AC_LAGS', 'BAR_CANDIDATES', 'IOI_BINS',
            'KK_MINOR', 'OTHER_PROFILES', 'TEMPO_RATIOS', 'MUSIC_BLOCKS', 'metre_pattern', 'cadence', 'plucked',
            'render', 'midi_notes', 'score_beats', 'onset_train', 'autocorr', 'lag_value', 'estimate_beat', 'note_beats',
            'declared_metre', 'binned_autocorr', 'metre_features', 'metre_template', 'metre_fits', 'triple_evidence',
-           'rhythm_features', 'key_profile_scores', 'estimate_key', 'tonality_features', 'final_features', 'top_voice',
+           'beat_accents', 'period_contrast', 'triple_duple_evidence', 'rhythm_features', 'key_profile_scores',
+           'estimate_key', 'tonality_features', 'pitch_class_counts', 'mode_evidence', 'final_features', 'top_voice',
            'melody_features', 'midi_music_feature_names', 'midi_music_features', 'onset_envelope', 'beat_phase',
-           'subdivision_profile', 'beat_features', 'beat_chroma', 'audio_music_feature_names', 'audio_music_features',
-           'block_columns']
+           'subdivision_profile', 'beat_features', 'comb_period', 'beat_sync', 'spectral_change', 'audio_triple_duple',
+           'beat_chroma', 'audio_music_feature_names', 'audio_music_features', 'block_columns']
 
 # %% ../nbs/16_music.ipynb #01322f66
 SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
@@ -191,6 +192,33 @@ def triple_evidence(fits: np.ndarray) -> float:
     tri = np.isin(list(METRES), TRIPLE_METRES)
     return float(fits[tri].max() - fits[~tri].max())
 
+# %% ../nbs/16_music.ipynb #b694ba9e
+def beat_accents(N: np.ndarray) -> np.ndarray:
+    "Accents of notes `N` (rows onset, offset [beats], pitch, voice) on beats t = 0 … T−1 (T = last offset + 1): duration of the notes starting in [t, t + 1) (beats, each ≤ 4), notes of ≥ 2 beats starting on t, pitch classes that start or stop sounding at t, bass (lowest sounding pitch) changed at t (0/1): shape (4, T)."
+    on, off, p = N[:, 0], N[:, 1], N[:, 2].astype(int); T = int(np.ceil(off.max(initial=0))) + 1
+    b = np.floor(on + 1e-6).astype(int); dur = np.clip(off - on, 0, 4)
+    dur_on = np.bincount(b, dur, T)
+    long_on = np.bincount(b, (np.abs(on - b) < 1e-3) & (dur >= 2 - 1e-6), T)
+    s, e = np.ceil(on - 1e-6).astype(int), np.ceil(off - 1e-6).astype(int); n = np.maximum(e - s, 0)
+    row = np.repeat(np.arange(len(N)), n); t = np.repeat(s - np.cumsum(np.r_[0, n[:-1]]), n) + np.arange(n.sum())
+    S = np.zeros((T, 128), bool); S[t, p[row]] = True                           # pitches sounding at each beat
+    pcs = np.zeros((T, 12), bool); pcs[t, p[row] % 12] = True
+    bass = np.where(S.any(1), S.argmax(1), -1)
+    harmony = np.r_[0, (pcs[1:] != pcs[:-1]).sum(1)]
+    return np.stack([dur_on, long_on, harmony, np.r_[0, bass[1:] != bass[:-1]]]).astype(float)
+
+def period_contrast(x: np.ndarray, cycle: int = 12) -> float:
+    "Triple against duple periodicity of a beat signal `x`: `x` folded on `cycle` beats, power P of its Fourier components at periods of 3, 4 and 2 beats, (P3 − max(P4, P2)) / (P3 + max(P4, P2)) in [−1, 1]; 0 for a flat `x`."
+    f = np.bincount(np.arange(len(x)) % cycle, x, cycle); P = np.abs(np.fft.rfft(f - f.mean())) ** 2
+    a, d = P[cycle // 3], max(P[cycle // 4], P[cycle // 2])
+    return float((a - d) / (a + d)) if a + d > 1e-12 else 0.0
+
+def triple_duple_evidence(N: np.ndarray) -> np.ndarray:
+    "Three beats to the bar against two or four, from notes `N` (rows onset, offset [beats], pitch, voice): `period_contrast` of each of the `beat_accents`, and the duration-weighted onsets' autocorrelation at 6 against 4 beats as the same power contrast; each in [−1, 1], > 0 reads triple: shape (5,)."
+    on, w = N[:, 0], np.clip(N[:, 1] - N[:, 0], 0, 4)
+    a4, a6 = np.maximum(binned_autocorr(on, w, 1, (4, 6)), 0) ** 2
+    return np.array([*(period_contrast(x) for x in beat_accents(N)), (a6 - a4) / (a6 + a4) if a6 + a4 > 1e-12 else 0.0])
+
 # %% ../nbs/16_music.ipynb #6965c1a0
 def rhythm_features(on: np.ndarray, top: np.ndarray) -> np.ndarray:
     "Rhythm of onsets `on` (beats, all voices) and `top` (onsets of the top voice, beats): IOI histogram over `IOI_BINS`, long-short share, syncopation, onsets and notes per beat: shape (len(IOI_BINS) + 4,)."
@@ -241,6 +269,16 @@ def tonality_features(h: np.ndarray) -> np.ndarray:
     return np.concatenate([np.roll(h, -tonic), [R[0].max(), R[1].max(), R[0].max() - R[1].max(), best[0], best[0] - best[1]],
                            other]).astype(np.float32)
 
+# %% ../nbs/16_music.ipynb #769569e6
+def pitch_class_counts(N: np.ndarray) -> np.ndarray:
+    "Note-count pitch-class histogram of notes `N` (rows onset, offset, pitch, voice), C=0 … B=11, sums to 1 (zeros if no notes): shape (12,)."
+    h = np.bincount(N[:, 2].astype(int) % 12, minlength=12).astype(float)
+    return h / h.sum() if h.sum() > 0 else h
+
+def mode_evidence(h: np.ndarray) -> np.ndarray:
+    "Best major minus best minor correlation of pitch-class weights `h` under Krumhansl-Kessler and each of `OTHER_PROFILES`: shape (1 + len(OTHER_PROFILES),), > 0 reads major."
+    return np.array([np.subtract(*key_profile_scores(h, p).max(axis=1)) for p in ((KK_MAJOR, KK_MINOR), *OTHER_PROFILES.values())])
+
 # %% ../nbs/16_music.ipynb #58b9554a
 def final_features(N: np.ndarray, tonic: int) -> np.ndarray:
     "The last sonority of notes `N` (rows onset, offset, pitch, voice) against `tonic` (pitch class): lowest note on the tonic, on the fifth; a major third, a minor third above the tonic sounding: shape (4,) of 0/1."
@@ -272,22 +310,23 @@ def midi_music_feature_names() -> list[str]:
             + [f"ac_lag{L:g}[beats]" for L in AC_LAGS] + ["ac3/ac2", "ac3/ac4", "ac6/ac4", "ac1.5/ac1"]
             + [f"beat_pos{i}/{QUARTER_GRID}" for i in range(QUARTER_GRID)] + [f"metricity_bar{b:g}[beats]" for b in BAR_CANDIDATES]
             + [f"fit_{k}" for k in METRES] + ["bar_triple-duple"]
+            + ["tri-dup_onsets", "tri-dup_long_notes", "tri-dup_harmony", "tri-dup_bass", "tri-dup_ac6/ac4"]
             + [f"ioi_{b:.3g}[beats]" for b in IOI_BINS] + ["longshort_share", "syncopation", "onsets_per_beat", "notes_per_beat"]
             + [f"pc_rel{i}" for i in range(12)] + ["r_major", "r_minor", "major-minor", "key_clarity", "key_margin"]
-            + [f"major-minor_{k}" for k in OTHER_PROFILES]
+            + [f"major-minor_{k}" for k in OTHER_PROFILES] + ["major-minor_notes"] + [f"major-minor_notes_{k}" for k in OTHER_PROFILES]
             + ["final_bass_tonic", "final_bass_fifth", "final_major_third", "final_minor_third"]
             + ["mel_repeat", "mel_step", "mel_leap", "mel_abs_interval[semitones]", "mel_range[semitones]",
                "mel_turns[per interval]", "mel_rising"])
 
 def midi_music_features(pm, beat: str = "score") -> np.ndarray:
-    "Metre, rhythm, tonality and melody of `pm` (see `midi_music_feature_names`), beats from the file (`beat='score'`) or estimated (`'estimate'`); raises if `pm` has no notes: shape (84,)."
+    "Metre, rhythm, tonality and melody of `pm` (see `midi_music_feature_names`), beats from the file (`beat='score'`) or estimated (`'estimate'`); raises if `pm` has no notes: shape (92,)."
     N = note_beats(pm, beat)
     if not len(N): raise ValueError("MIDI has no notes")
     on, w = N[:, 0], np.clip(N[:, 1] - N[:, 0], 0, 4)
     h = pitch_class_histogram(pm); tonic, _ = estimate_key(h)
     top = top_voice(N); fits = metre_fits(on, w)
-    return np.concatenate([declared_metre(pm), metre_features(on, w), fits, [triple_evidence(fits)], rhythm_features(on, top[:, 0]),
-                           tonality_features(h), final_features(N, tonic), melody_features(top[:, 2])]).astype(np.float32)
+    return np.concatenate([declared_metre(pm), metre_features(on, w), fits, [triple_evidence(fits)], triple_duple_evidence(N),
+                           rhythm_features(on, top[:, 0]), tonality_features(h), mode_evidence(pitch_class_counts(N)), final_features(N, tonic), melody_features(top[:, 2])]).astype(np.float32)
 
 # %% ../nbs/16_music.ipynb #cd1f8e81
 def onset_envelope(mel_db: np.ndarray) -> np.ndarray:
@@ -322,6 +361,31 @@ def beat_features(onset: np.ndarray, fps: float) -> tuple[np.ndarray, float, flo
     return (np.concatenate([[60.0 * fps / period, lag_value(ac, period)], [lag_value(ac, r * period) for r in TEMPO_RATIOS],
                             prof, [triple_minus_duple]]).astype(np.float32), period, phase)
 
+# %% ../nbs/16_music.ipynb #94c005fa
+def comb_period(onset: np.ndarray, fps: float, harmonics: int = 4, start_bpm: float = 100.0,
+                min_bpm: float = 40.0, max_bpm: float = 200.0) -> float:
+    "Beat period (frames) of an onset envelope `onset` (`fps` frames per second): the lag L maximising the mean positive autocorrelation at L, 2L … `harmonics` L × a log-normal tempo prior around `start_bpm`."
+    ac = np.maximum(autocorr(onset), 0); lag = np.arange(1, max(len(ac) // harmonics, 2)); bpm = 60.0 * fps / lag
+    prior = np.exp(-0.5 * np.log2(bpm / start_bpm) ** 2) * ((bpm >= min_bpm) & (bpm <= max_bpm))
+    comb = sum(ac[np.minimum(k * lag, len(ac) - 1)] for k in range(1, harmonics + 1)) / harmonics
+    return float(lag[np.argmax(comb * prior)]) if prior.any() and len(ac) > 2 else fps * 60.0 / start_bpm
+
+def beat_sync(X: np.ndarray, period: float, phase: float) -> np.ndarray:
+    "Mean frame of `X` (d, T) within each beat of `period` frames from `phase` (the frames before `phase` are a first, partial beat): shape (d, beats)."
+    T = X.shape[1]
+    edges = np.unique(np.concatenate([[0], np.clip(np.round(np.arange(phase, T + period, period)).astype(int), 0, T), [T]]))
+    return np.stack([X[:, a:b].mean(1) for a, b in zip(edges[:-1], edges[1:]) if b > a], axis=1)
+
+def spectral_change(B: np.ndarray) -> np.ndarray:
+    "Cosine distance between neighbouring columns of a non-negative `B` (d, n), in [0, 1]; the first column 0: shape (n,)."
+    U = B / np.maximum(np.linalg.norm(B, axis=0, keepdims=True), 1e-12)
+    return np.concatenate([[0.0], 1 - (U[:, 1:] * U[:, :-1]).sum(0)])
+
+def audio_triple_duple(chroma: np.ndarray, onset: np.ndarray, fps: float) -> float:
+    "Three beats to the bar against two or four, from audio: `period_contrast` of the beat-to-beat `spectral_change` of `chroma` (12, T) on the beats of `comb_period` of the onset envelope `onset` (T,) at `fps` frames per second; in [−1, 1], > 0 reads triple."
+    period = comb_period(onset, fps)
+    return period_contrast(spectral_change(beat_sync(chroma, period, beat_phase(onset, period))))
+
 # %% ../nbs/16_music.ipynb #9d939f10
 def beat_chroma(chroma: np.ndarray, period: float, phase: float) -> np.ndarray:
     "Beat-synchronous chroma: the median of each beat's frames of `chroma` (12, T), averaged over beats and summed to 1: shape (12,)."
@@ -336,21 +400,24 @@ def audio_music_feature_names() -> list[str]:
     "Column names of the `audio_music` vector, in order (units in brackets)."
     return (["tempo[BPM]", "pulse_clarity"] + [f"ac_{r:.3g}x_beat" for r in TEMPO_RATIOS]
             + [f"beat_pos{i}/{QUARTER_GRID}" for i in range(QUARTER_GRID)] + ["triple-duple"]
+            + ["tri-dup_harmony"]
             + [f"chroma_rel{i}" for i in range(12)] + ["r_major", "r_minor", "major-minor", "key_clarity", "key_margin"]
             + [f"major-minor_{k}" for k in OTHER_PROFILES])
 
 def audio_music_features(y: np.ndarray, sr: int = 16_000, n_fft: int = 1024, hop: int = 256, n_mels: int = 64,
                          top_db: float = 80.0, spec: dict | None = None) -> np.ndarray:
-    "Pulse, subdivision and key-invariant tonality of mono `y` at `sr` Hz (see `audio_music_feature_names`); `spec`: the `features.spectra` of `y`, reused when given: shape (41,)."
+    "Pulse, subdivision and key-invariant tonality of mono `y` at `sr` Hz (see `audio_music_feature_names`); `spec`: the `features.spectra` of `y`, reused when given: shape (42,)."
     from music_vae_nb.features import spectra
     spec = spec or spectra(y, sr, n_fft, hop, n_mels, top_db)
-    pulse, period, phase = beat_features(onset_envelope(spec["mel_db"]), sr / hop)
-    return np.concatenate([pulse, tonality_features(beat_chroma(spec["chroma"], period, phase))]).astype(np.float32)
+    onset = onset_envelope(spec["mel_db"]); pulse, period, phase = beat_features(onset, sr / hop)
+    return np.concatenate([pulse, [audio_triple_duple(spec["chroma"], onset, sr / hop)],
+                           tonality_features(beat_chroma(spec["chroma"], period, phase))]).astype(np.float32)
 
 # %% ../nbs/16_music.ipynb #e954d662
 MUSIC_BLOCKS = {
-    "metre": ("ts_", "ac", "beat_pos", "metricity", "fit_", "bar_", "triple", "tempo", "pulse"),
-    "metre_undeclared": ("ac", "beat_pos", "metricity", "fit_", "bar_", "triple", "tempo", "pulse"),
+    "metre": ("ts_", "tri-dup_", "bar_triple"),              # the declaration and the bounded triple − duple evidence
+    "metre_undeclared": ("tri-dup_", "bar_triple"),
+    "metre_profile": ("ac", "beat_pos", "metricity", "fit_", "bar_", "tri", "tempo", "pulse"),   # every declaration-free metre column
     "grouping": ("fit_", "bar_"),           # which bar fits the onsets: each metre's template fit and the triple − duple evidence
     "rhythm": ("ioi_", "longshort", "syncopation", "onsets_per", "notes_per"),
     "tonality": ("pc_rel", "chroma_rel", "r_", "major-minor", "key_", "final_"),

@@ -8,17 +8,18 @@ import argparse, ast, contextlib, copy, json, os, signal, sys, subprocess, threa
 from dataclasses import dataclass, field, asdict
 from datetime import datetime
 from pathlib import Path
+from typing import Sequence
 
 import nbformat
 
 from .core import STAGES_ENV, fingerprint, project_root, reports_dir, write_json, Timer
 
 # %% auto #0
-__all__ = ['REPORT_NOTEBOOKS', 'SKIP_TAG', 'DEFAULT_DATASET', 'notebook_path', 'tag_skipped_cells', 'strip_skipped_cells',
-           'declared_parameters', 'parse_value', 'parameters_for', 'NotebookFailed', 'NotebookRun', 'to_html',
-           'run_notebook', 'notebook_hash', 'library_hash', 'reuse_reason', 'Interrupted', 'stop_children',
-           'children_stop_with_us', 'dataset_report_dir', 'read_runs', 'reproduce', 'build_parser', 'lab_command',
-           'main']
+__all__ = ['REPORT_NOTEBOOKS', 'SKIP_TAG', 'DEFAULT_DATASET', 'NOTEBOOK_NEEDS', 'notebook_path', 'tag_skipped_cells',
+           'strip_skipped_cells', 'declared_parameters', 'parse_value', 'parameters_for', 'NotebookFailed',
+           'NotebookRun', 'to_html', 'run_notebook', 'notebook_hash', 'library_hash', 'reuse_reason', 'Interrupted',
+           'stop_children', 'children_stop_with_us', 'dataset_report_dir', 'read_runs', 'notebook_needs', 'reproduce',
+           'build_parser', 'lab_command', 'main']
 
 # %% ../nbs/90_pipeline.ipynb #6dc9171b
 REPORT_NOTEBOOKS = ["00_features", "01_easy", "02_medium", "03_hard", "04_analysis"]
@@ -103,13 +104,15 @@ def to_html(ipynb: str | Path) -> Path:
     out.write_text(body, encoding="utf-8")
     return out
 
-@contextlib.contextmanager
-def _env(name: str, value: str):
-    old = os.environ.get(name); os.environ[name] = value
-    try: yield
-    finally:
-        if old is None: os.environ.pop(name, None)
-        else: os.environ[name] = old
+def _kernel_manager(env: dict):
+    "A jupyter kernel manager class whose kernels start with `env` added to our environment (side-by-side runs: each its own)."
+    from jupyter_client.manager import AsyncKernelManager
+    class _KernelManager(AsyncKernelManager):
+        async def _async_start_kernel(self, **kw):
+            kw["env"] = {**os.environ, **kw.get("env", {}), **env}
+            return await super()._async_start_kernel(**kw)
+        start_kernel = _async_start_kernel
+    return _KernelManager
 
 def _read_stages(path: Path) -> dict:
     try: return json.loads(path.read_text())
@@ -127,10 +130,10 @@ def run_notebook(path: str | Path, out_dir: str | Path, params: dict | None = No
     out = out_dir / path.name
     p = parameters_for(path, params or {})
     log(f"▶ {path.stem}{f' ({why})' if why else ''}  {json.dumps(p, default=str)}")
-    with Timer() as t, _env(STAGES_ENV, str(stages)):
+    with Timer() as t:
         try:
             pm.execute_notebook(str(src), str(out), parameters=p, kernel_name=kernel, cwd=str(path.parent),
-                                progress_bar=False, log_output=False)
+                                progress_bar=False, log_output=False, kernel_manager_class=_kernel_manager({STAGES_ENV: str(stages)}))
         except pm.PapermillExecutionError as e:
             raise NotebookFailed(path.stem, _failed_cell(out, nb), f"{e.ename}: {e.evalue}", out) from None
         finally:
@@ -244,12 +247,30 @@ def _reused(rec: dict) -> NotebookRun:
                        rec.get("stages", {}), reused=True)
 
 # %% ../nbs/90_pipeline.ipynb #b7e1c2a9
-def reproduce(quick: bool = False, only: list[str] | None = None, data: str | None = None, params: dict | None = None,
-              html: bool = True, log=print, scheduler: str | None = None, force: bool = False) -> list[NotebookRun]:
-    "Execute the report notebooks (or `only` those) on dataset `data` in order, reusing unchanged finished ones; return their runs."
-    with children_stop_with_us(): return _reproduce(quick, only, data, params, html, log, scheduler, force)
+NOTEBOOK_NEEDS = {"01_easy": ("00_features",), "02_medium": ("00_features",), "03_hard": ("00_features",)}
 
-def _reproduce(quick, only, data, params, html, log, scheduler, force) -> list[NotebookRun]:
+def notebook_needs(name: str, names: Sequence[str]) -> list[str]:
+    "The notebooks among `names` that `name` waits for: those `NOTEBOOK_NEEDS` lists, else every notebook before it."
+    before = list(names)[:list(names).index(name)]
+    return [n for n in before if n in NOTEBOOK_NEEDS[name]] if name in NOTEBOOK_NEEDS else before
+
+def _in_thread(fn, *args, **kwargs):
+    "A `Future` of `fn(*args, **kwargs)` run in a daemon thread (an interrupted runner exits without waiting for it)."
+    from concurrent.futures import Future
+    f = Future(); f.set_running_or_notify_cancel()
+    def body():
+        try: f.set_result(fn(*args, **kwargs))
+        except BaseException as e: f.set_exception(e)
+    threading.Thread(target=body, daemon=True).start()
+    return f
+
+def reproduce(quick: bool = False, only: list[str] | None = None, data: str | None = None, params: dict | None = None,
+              html: bool = True, log=print, scheduler: str | None = None, force: bool = False, parallel: int = 3) -> list[NotebookRun]:
+    "Execute the report notebooks (or `only` those) on dataset `data`, up to `parallel` at a time once what each needs has run, reusing unchanged finished ones; return their runs."
+    with children_stop_with_us(): return _reproduce(quick, only, data, params, html, log, scheduler, force, parallel)
+
+def _reproduce(quick, only, data, params, html, log, scheduler, force, parallel) -> list[NotebookRun]:
+    from concurrent.futures import FIRST_COMPLETED, wait
     from music_vae_nb.datasets import dataset_name, load_dataset
     names = [notebook_path(n).stem for n in only] if only else REPORT_NOTEBOOKS
     source = str(data) if data else DEFAULT_DATASET
@@ -262,30 +283,58 @@ def _reproduce(quick, only, data, params, html, log, scheduler, force) -> list[N
     summary, records = out_dir / "runs.json", read_runs(out_dir / "runs.json")
     head = {"quick": quick, "dataset": ds.name, "parameters": _jsonable(p), "dataset_seconds": round(t.seconds, 2)}
     save = lambda: write_json(summary, {**head, "runs": sorted(records.values(), key=lambda r: _order(r["name"]))})
-    code, data_fp, runs, ran = library_hash(), str(getattr(ds, "fingerprint", "")), [], False
-    for name in names:
-        path = notebook_path(name); stem = path.stem
+    code, data_fp = library_hash(), str(getattr(ds, "fingerprint", ""))
+    paths = {notebook_path(n).stem: notebook_path(n) for n in names}
+    stems, done, ran, runs, running, failed = list(paths), set(), set(), {}, {}, []
+
+    def start(stem):                                          # reuse it, or submit its run; False while it must wait
+        needs = notebook_needs(stem, stems)
+        if not set(needs) <= done: return False
+        path = paths[stem]
         wanted = {"source_hash": notebook_hash(path), "parameters": _jsonable(parameters_for(path, p)),
                   "code_hash": code, "data_fingerprint": data_fp}
-        earlier = [r for r in records.values() if _order(r["name"]) < _order(stem)]
-        why = "--force" if force else "an earlier notebook ran" if ran else reuse_reason(records.get(stem), wanted, earlier)
+        listed = NOTEBOOK_NEEDS.get(stem)
+        earlier = [r for r in records.values() if (r["name"] in listed if listed else _order(r["name"]) < _order(stem))]
+        why = ("--force" if force else "an earlier notebook ran" if ran & set(needs)
+               else reuse_reason(records.get(stem), wanted, earlier))
         if why is None:
-            rec = records[stem]; runs.append(_reused(rec))
+            rec = records[stem]; runs[stem] = _reused(rec); done.add(stem)
             if html and not (rec.get("html") and Path(rec["html"]).exists()): rec["html"] = str(to_html(rec["output"]))
-            log(f"✔ {stem}  reused (unchanged since {rec['finished'][:19]})"); continue
-        ran, started = True, _now()
-        records[stem] = {"name": stem, **wanted, "status": "running", "started": started, "output": str(out_dir / path.name)}
+            log(f"✔ {stem}  reused (unchanged since {rec['finished'][:19]})"); return True
+        records[stem] = {"name": stem, **wanted, "status": "running", "started": _now(), "output": str(out_dir / path.name)}
         save()
-        try: run = run_notebook(path, out_dir, p, html=html, log=log, why=why)
-        except BaseException as e:
-            records[stem].update(status="failed" if isinstance(e, NotebookFailed) else "interrupted", finished=_now())
-            save(); raise
-        rec = {k: v for k, v in asdict(run).items() if k != "reused"}
-        records[stem] = {**rec, **wanted, "status": "finished", "started": started, "finished": _now()}
-        save(); runs.append(run)
-    n_ran = sum(not r.reused for r in runs)
-    log(f"done: {n_ran} ran in {sum(r.seconds for r in runs if not r.reused):.1f} s, {len(runs) - n_ran} reused; report in {out_dir}")
-    return runs
+        running[stem] = _in_thread(run_notebook, path, out_dir, p, html=html, log=log, why=why)
+        return True
+
+    try:
+        waiting = list(stems)
+        while waiting or running:
+            for stem in list(waiting):
+                if failed or len(running) >= max(1, parallel): break
+                if start(stem): waiting.remove(stem)
+                elif parallel <= 1: break                     # one at a time: strictly in order
+            if failed and not running: break
+            if not running: continue
+            finished, _ = wait(list(running.values()), timeout=0.5, return_when=FIRST_COMPLETED)
+            for stem in [s for s, f in running.items() if f in finished]:
+                f = running.pop(stem); e = f.exception()
+                if e is None:
+                    run = f.result(); rec = {k: v for k, v in asdict(run).items() if k != "reused"}
+                    records[stem] = {**records[stem], **rec, "status": "finished", "finished": _now()}
+                    runs[stem] = run; done.add(stem); ran.add(stem)
+                else:
+                    records[stem].update(status="failed" if isinstance(e, NotebookFailed) else "interrupted", finished=_now())
+                    failed.append(e)
+                save()
+        if failed: raise failed[0]
+    except BaseException:
+        for stem in running: records[stem].update(status="interrupted", finished=_now())
+        if running: save()
+        raise
+    out = [runs[s] for s in stems if s in runs]
+    n_ran = sum(not r.reused for r in out)
+    log(f"done: {n_ran} ran in {sum(r.seconds for r in out if not r.reused):.1f} s, {len(out) - n_ran} reused; report in {out_dir}")
+    return out
 
 # %% ../nbs/90_pipeline.ipynb #4abc5ff0
 def _params(pairs) -> dict:
@@ -304,6 +353,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--transcribe", choices=["auto", "missing", "all", "none"],
                    help="audio-to-MIDI transcription, for the notebooks that take it (default: their own, auto)")
     r.add_argument("--force", action="store_true", help="run every notebook, even those finished and unchanged since")
+    r.add_argument("--parallel", type=int, default=3, metavar="N",
+                   help="notebooks run side by side once what they need has run (default 3; 1: one at a time, in order)")
     r.add_argument("--no-html", action="store_true", help="skip the HTML copies")
     b = sub.add_parser("build-default", help="build the default m21-vocal dataset")
     b.add_argument("--quick", action="store_true"); b.add_argument("-j", "--jobs", type=int, default=-1)
@@ -329,7 +380,8 @@ def main(argv: list[str] | None = None) -> int:
     if extra and a.cmd != "lab": ap.error(f"unrecognized arguments: {' '.join(extra)}")
     if a.cmd == "reproduce":
         params = {**({"transcribe": a.transcribe} if a.transcribe else {}), **_params(a.param)}
-        try: reproduce(a.quick, a.only, a.data, params, html=not a.no_html, scheduler=a.scheduler, force=a.force)
+        try: reproduce(a.quick, a.only, a.data, params, html=not a.no_html, scheduler=a.scheduler, force=a.force,
+                       parallel=a.parallel)
         except NotebookFailed as e:
             print(f"✘ {e}", file=sys.stderr); return 1
         except KeyboardInterrupt as e:

@@ -134,7 +134,11 @@ def _summary(part: pd.DataFrame, keys: list[str], level: float) -> pd.DataFrame:
 
 def summarise(df: pd.DataFrame, keys: Sequence[str] = CONFIG_KEYS, level: float = 0.95) -> pd.DataFrame:
     "Mean, sd, n and `level` t-interval over repetitions of every configuration (full key) of the table `df`."
-    d = dedupe(df); keys = list(keys)
+    return _summarise(dedupe(df), keys, level)
+
+def _summarise(d: pd.DataFrame, keys: Sequence[str] = CONFIG_KEYS, level: float = 0.95) -> pd.DataFrame:
+    "`summarise` of a table `dedupe` made (or rows of one): a report's many summaries skip deduplicating each part again."
+    keys = list(keys)
     cols = [*keys, *[c for c in ("k", "mean", "sd", "n", "lo", "hi") if c not in keys]]
     if d.empty: return pd.DataFrame(columns=cols)
     return _summary(d, keys if "k" in keys else [*keys, "k_key"], level)[cols]
@@ -155,9 +159,13 @@ def match(df: pd.DataFrame, spec: Mapping | None = None) -> pd.DataFrame:
 def select_on_valid(df: pd.DataFrame, label: str, metric: str = "ami", candidates: Mapping | None = None,
                     by: Sequence[str] = SELECT_BY, subset: str = "", valid: str = "valid", test: str = "test") -> pd.DataFrame:
     "Two rows: the configuration `by` best on `valid` (selection 'valid') and the best on `test` ('oracle (test)'), with test stats."
-    d = dedupe(df)
+    return _select(dedupe(df), label, metric, candidates, by, subset, valid, test)
+
+def _select(d: pd.DataFrame, label: str, metric: str = "ami", candidates: Mapping | None = None,
+            by: Sequence[str] = SELECT_BY, subset: str = "", valid: str = "valid", test: str = "test") -> pd.DataFrame:
+    "`select_on_valid` of a table `dedupe` made, or rows of one."
     d = match(d[(d.label == label) & (d.metric == metric) & (d.subset == subset) & ~d.model.isin(BASELINES)], candidates)
-    S, by = summarise(d), list(by)
+    S, by = _summarise(d), list(by)
     v, t = S[S.split == valid], S[S.split == test]
     if v.duplicated(by).any() or t.duplicated(by).any():
         raise ValueError(f"{by} does not identify one configuration; add keys that differ")
@@ -258,14 +266,14 @@ def _compare(df, label, metric, split, question, a_name, a, b_name, b, lead: str
     return dict(label=label, question=question, a=describe(a), b=describe(b), **{k: p[k] for k in
                 ("mean_a", "mean_b", "diff", "lo", "hi", "n", "verdict")}, sentence=text)
 
-def _winner(df, label, metric, candidates) -> pd.Series | None:
-    s = select_on_valid(df, label, metric, candidates)
+def _winner(d, label, metric, candidates) -> pd.Series | None:
+    s = _select(d, label, metric, candidates)                      # `d`: rows of a table `dedupe` made
     return None if s.empty else s.iloc[0]
 
 # %% ../nbs/22_report.ipynb #0a7216cf
 def _beta_finding(df, label, metric, split, learned) -> dict | None:
     "The beta selected on valid against the best other beta of the same inputs."
-    c = match(tidy(df), {**learned, "label": label, "beta": lambda c: c != ""})
+    c = match(df, {**learned, "label": label, "beta": lambda c: c != ""})     # `df`: rows of a table `dedupe` made
     sweep = ["model", "fusion", "modalities", "features"]
     n = c.groupby(sweep).beta.nunique()
     sweeps = n[n >= 2].index                                   # a model on inputs trained with two betas or more
@@ -349,15 +357,16 @@ def scores_within(df: pd.DataFrame, label: str, primary_label: str, spec: Mappin
     "Summary of `label` scored within each value of `primary_label` (subset 'primary=value') for the rows matching `spec`."
     d = match(dedupe(df), spec)
     d = d[(d.label == label) & (d.metric == metric) & (d.split == split) & d.subset.str.startswith(f"{primary_label}=")]
-    S = summarise(d)
+    S = _summarise(d)
     S.insert(0, primary_label, S.subset.str.slice(len(primary_label) + 1))
     return S[[primary_label, "config", "model", "modalities", "algorithm", "k", "mean", "lo", "hi", "n"]]
 
 # %% ../nbs/22_report.ipynb #5b5d57da
 def best_per(df: pd.DataFrame, column: str, label: str, metric: str = "ami", candidates: Mapping | None = None) -> pd.DataFrame:
     "For each value of `column` (e.g. modalities, beta), the configuration selected on valid, with its test stats."
-    values = [v for v in tidy(match(tidy(df), candidates))[column].unique() if v != ""]
-    rows = [select_on_valid(df, label, metric, {**(candidates or {}), column: v}).iloc[:1] for v in values]
+    d = dedupe(df)
+    values = [v for v in match(d, candidates)[column].unique() if v != ""]
+    rows = [_select(d, label, metric, {**(candidates or {}), column: v}).iloc[:1] for v in values]
     rows = [r for r in rows if len(r)]
     return (pd.concat(rows, ignore_index=True).sort_values("test_mean", ascending=False, ignore_index=True)
             if rows else pd.DataFrame())
@@ -368,10 +377,10 @@ def headline_table(df: pd.DataFrame, labels: Sequence[str], metrics: Sequence[st
     "Per representation (`groups`) and label: the config selected on valid, its `metrics` on `split`; plus baselines."
     d = dedupe(df); d = d[(d.subset == "") & d.metric.isin([*metrics, select_metric])]
     reps = d.loc[~d.model.isin(BASELINES), list(groups)].drop_duplicates().to_dict("records")
-    S, rows = summarise(d[d.split == split]), []
+    S, rows = _summarise(d[d.split == split]), []
     by_label = {l: d[(d.label == l) & (d.metric == select_metric)] for l in labels}   # select on small tables
     for label, rep in itertools.product(labels, reps):
-        sel = select_on_valid(by_label[label], label, select_metric, rep)
+        sel = _select(by_label[label], label, select_metric, rep)
         if sel.empty: continue
         w = sel.iloc[0]
         rows.append(match(S, {**_spec(w), "label": label, "metric": list(metrics)}))
@@ -488,7 +497,7 @@ def _tables(d, labels, primary_label, metric, split, manifest) -> list[tuple]:
     h = headline_table(d, labels, metrics=sorted({metric, "ari"} & set(d.metric)), select_metric=metric, split=split)
     out = [(interval_table(h), f"{M} and ARI on {split} (unitless): mean [95 % interval] over repetitions of the configuration "
                                "selected on valid, per model and set of modalities; majority and random are the baselines.")]
-    sel = pd.concat([select_on_valid(d, l, metric) for l in labels], ignore_index=True)
+    sel = pd.concat([_select(d, l, metric) for l in labels], ignore_index=True)
     if len(sel):
         out.append((sel[["label", "selection", "config", "model", "modalities", "algorithm", "k_rule", "valid_mean", "test_mean",
                          "test_lo", "test_hi", "n"]], f"Selection on valid per label, and the oracle (best on {split}, "
@@ -496,7 +505,7 @@ def _tables(d, labels, primary_label, metric, split, manifest) -> list[tuple]:
     if manifest is not None and len(labels) > 1:
         out.append((label_confounds(manifest, labels), "How much the labels determine each other: NMI and AMI between "
                                                        "each pair of labels (n = items with both)."))
-    sel_p = select_on_valid(d, primary_label, metric)
+    sel_p = _select(d, primary_label, metric)
     for l in [l for l in labels if l != primary_label]:
         w = scores_within(d, l, primary_label, None if sel_p.empty else _spec(sel_p.iloc[0]), metric, split)
         if len(w): out.append((w, f"{l} scored within each value of {primary_label} ({M} on {split}), by the model "
@@ -538,7 +547,7 @@ def beta_table(df: pd.DataFrame, labels: Sequence[str], configs: Sequence[str], 
 def suite_table(df: pd.DataFrame, config: str, label: str, metric: str = "ami") -> pd.DataFrame:
     "Per (algorithm, k rule) of configuration `config`: valid mean, test mean [lo, hi] of `metric` for `label`, and the k used."
     d = dedupe(df)
-    S = summarise(d[(d.config == config) & (d.label == label) & (d.metric == metric) & (d.subset == "")])
+    S = _summarise(d[(d.config == config) & (d.label == label) & (d.metric == metric) & (d.subset == "")])
     if S.empty: return pd.DataFrame(columns=["algorithm", "k_rule", "k", "valid", "test", "test interval"])
     v = S[S.split == "valid"].set_index(["algorithm", "k_rule"])
     t = S[S.split == "test"].set_index(["algorithm", "k_rule"])

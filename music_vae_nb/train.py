@@ -130,6 +130,7 @@ class TrainConfig:
     checkpoint_every: int = 5
     progress: bool = True
     num_threads: int | None = 1
+    fused: bool = True
 
 # %% ../nbs/13_train.ipynb #31282875
 def _param_hash(model: nn.Module) -> str:
@@ -233,7 +234,7 @@ def _fit(model, train, valid, cfg) -> pd.DataFrame:
     valid = valid if valid is not None and len(valid) else None
     key = run_key(model, train, valid, cfg)
     seed_everything(cfg.seed); gen = torch.Generator().manual_seed(cfg.seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=cfg.fused)
     st = dict(epoch=0, best=math.inf, best_epoch=0, bad=0, best_state=None, rows=[], stopped=False)
     ckpt = Path(cfg.checkpoint_dir) / "last.pt" if cfg.checkpoint_dir else None
     st = _resume(ckpt, key, model, opt, gen) or st

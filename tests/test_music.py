@@ -78,7 +78,7 @@ def test_melody_and_final_sonority():
 def test_audio_features_reuse_the_shared_spectra():
     y = M.render(M.cadence(60, "major", 0.6))
     np.testing.assert_array_equal(M.audio_music_features(y), M.audio_music_features(y, spec=spectra(y)))
-    assert M.audio_music_features(y).shape == (len(AUDIO_NAMES),) == (41,)
+    assert M.audio_music_features(y).shape == (len(AUDIO_NAMES),) == (42,)
 
 
 def test_empty_inputs():
@@ -98,3 +98,46 @@ def test_triple_evidence_reads_the_bar_without_a_declaration():
         assert six[MIDI_NAMES.index("fit_6/8")] > six[MIDI_NAMES.index("fit_3/4")]
         assert two[MIDI_NAMES.index("fit_2/4")] > two[MIDI_NAMES.index("fit_3/4")]
         assert two[MIDI_NAMES.index("bar_triple-duple")] < 0
+
+
+def test_period_contrast_reads_accent_every_third_beat():
+    assert [M.period_contrast(np.tile(x, 24 // len(x))) for x in ([1., 0, 0], [1., 0], [1., 0, 0, 0], [1., 1])] == [1.0, -1.0, -1.0, 0.0]
+    assert M.period_contrast(np.roll(np.tile([2., 0, 1], 8), 1)) == 1.0            # phase-free
+
+
+def test_triple_duple_evidence_waltz_vs_march():
+    waltz = np.array([[t, t + (2 if t % 3 == 0 else 1), 60 + (t % 3 == 0), 0] for t in range(36)]
+                     + [[t, t + 3, 48 + 7 * (t % 6 == 3), 1] for t in range(0, 36, 3)], float)
+    march = np.array([[t, t + (2 if t % 4 == 0 else 1), 60 + (t % 4 == 0), 0] for t in range(36) if t % 4 != 1]
+                     + [[t, t + 2, 48 + 7 * (t % 4 == 2), 1] for t in range(0, 36, 2)], float)
+    assert (M.triple_duple_evidence(waltz) > 0).all() and (M.triple_duple_evidence(march) < 0).all()
+    N = np.array([[0, 2, 60, 0], [2, 3, 62, 0], [3, 5, 64, 0], [5, 6, 62, 0], [0, 3, 48, 1], [3, 6, 43, 1]], float)
+    np.testing.assert_array_equal(M.beat_accents(N), [[5, 0, 1, 5, 0, 1, 0], [2, 0, 0, 2, 0, 0, 0], [0, 0, 1, 4, 0, 2, 2], [0, 0, 0, 1, 0, 0, 1]])
+
+
+def test_mode_evidence_under_both_weightings_in_every_key():
+    cols = [i for i, n in enumerate(MIDI_NAMES) if n.startswith("major-minor")]
+    assert [MIDI_NAMES[i] for i in cols][-3:] == ["major-minor_notes", "major-minor_notes_ae", "major-minor_notes_tkp"]
+    for mode, t0 in (("major", 60), ("minor", 57)):
+        V = np.stack([M.midi_music_features(M.cadence(t0 + k, mode)) for k in range(-6, 6)])[:, cols]
+        assert (np.sign(V) == (1 if mode == "major" else -1)).all()
+
+
+def test_comb_period_and_audio_harmony_metre():
+    env = np.zeros(1000); env[::30] = 1.0; env[::90] += 1.0; env[15::30] += 0.9
+    assert M.comb_period(env, 50.0) == 30.0
+
+    def dance(bar, beats=48, beat=0.5):
+        roots = [0, 5, 7, 0]
+        mel = [(72, t * beat, (t + 1) * beat) for t in range(beats)]
+        low = [(48 + roots[(t // bar) % 4] + d, t * beat, (t + bar) * beat) for t in range(0, beats, bar) for d in (0, 4, 7)]
+        return M.render(M._score([mel, low], 120.0))
+    ev = {bar: dict(zip(AUDIO_NAMES, M.audio_music_features(dance(bar))))["tri-dup_harmony"] for bar in (3, 4)}
+    assert ev[3] > 0.5 and ev[4] < -0.5
+
+
+def test_metre_blocks_hold_only_the_bounded_evidence():
+    und = [MIDI_NAMES[i] for i in M.block_columns(MIDI_NAMES, "metre_undeclared")]
+    assert und == ["bar_triple-duple", "tri-dup_onsets", "tri-dup_long_notes", "tri-dup_harmony", "tri-dup_bass", "tri-dup_ac6/ac4"]
+    assert [MIDI_NAMES[i] for i in M.block_columns(MIDI_NAMES, "metre")] == [n for n in MIDI_NAMES if n.startswith("ts_")] + und
+    assert [AUDIO_NAMES[i] for i in M.block_columns(AUDIO_NAMES, "metre_undeclared")] == ["tri-dup_harmony"]

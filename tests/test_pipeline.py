@@ -89,3 +89,33 @@ def test_lab_passes_options_through_and_allows_root():
 def test_cli_lists_its_subcommands():
     r = subprocess.run([str(BIN / "music-vae"), "--help"], capture_output=True, text=True)
     for cmd in ("reproduce", "build-default", "validate", "features", "lab"): assert cmd in r.stdout
+
+SPAN = '''import json, time
+from pathlib import Path
+t0 = time.time(); time.sleep(nap)
+Path(f"{name}.json").write_text(json.dumps([t0, time.time()]))
+from music_vae_nb.core import StageTimes
+with StageTimes()(name): pass'''
+
+def test_independent_notebooks_run_side_by_side_and_the_analysis_waits(tmp_path):
+    "01-03 need only 00 (`NOTEBOOK_NEEDS`): with --parallel 3 they overlap, 04 starts after all; --parallel 1 runs in order."
+    root = tmp_path / "proj"; (root / "nbs").mkdir(parents=True); (root / "settings.ini").write_text("[DEFAULT]\n")
+    for n in ("00_features", "01_easy", "02_medium", "03_hard", "04_analysis"):
+        _nb(root / "nbs" / f"{n}.ipynb", SPAN, params=f"nap = 0.5\nname = '{n}'")
+    data = _data(tmp_path)
+    spans = lambda: {n: json.loads((root / "nbs" / f"{n}.json").read_text()) for n in
+                     ("00_features", "01_easy", "02_medium", "03_hard", "04_analysis")}
+    r = _run(root, "reproduce", "--data", data, "--no-html", "-p", "nap", "4")
+    assert r.returncode == 0, r.stderr
+    s = spans()
+    for n in ("01_easy", "02_medium", "03_hard"):
+        assert s[n][0] >= s["00_features"][1] and s["04_analysis"][0] >= s[n][1], s
+    assert max(s[n][0] for n in ("01_easy", "02_medium", "03_hard")) < min(s[n][1] for n in ("01_easy", "02_medium", "03_hard")), s
+    runs = json.loads((root / "reports" / "songs" / "runs.json").read_text())["runs"]
+    assert [x["name"] for x in runs] == ["00_features", "01_easy", "02_medium", "03_hard", "04_analysis"]
+    assert all(x["status"] == "finished" and list(x["stages"]) == [x["name"]] for x in runs), runs   # each its own stage table
+    r = _run(root, "reproduce", "--data", data, "--no-html", "-p", "nap", "0.5", "--parallel", "1")
+    assert r.returncode == 0, r.stderr
+    s = spans(); order = sorted(s, key=lambda n: s[n][0])
+    assert order == ["00_features", "01_easy", "02_medium", "03_hard", "04_analysis"]
+    assert all(s[a][1] <= s[b][0] for a, b in zip(order, order[1:])), s

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 import music_vae_nb.store as S
-from music_vae_nb.music import midi_music_feature_names
+from music_vae_nb.music import audio_music_feature_names, midi_music_feature_names
 from music_vae_nb.features import has_text, TfidfEmbedder
 from music_vae_nb.store import (available_feature_names, FeatureScaler, FeatureSet, compute_features, feature_summary,
                                 toy_dataset)
@@ -120,7 +120,7 @@ def test_quick_dataset_feature_sets():
     feats = compute_features(ds, progress=False)          # shared cache: computed once, then read
     m = ds.manifest
     shapes = {"audio": (131,), "log_mel": (64, 128), "midi": (51,), "piano_roll": (64, 128), "lyrics_minilm": (384,),
-              "midi_music": (len(midi_music_feature_names()),), "audio_music": (41,)}
+              "midi_music": (len(midi_music_feature_names()),), "audio_music": (len(audio_music_feature_names()),)}
     for n, fs in feats.items():
         assert fs.ids.tolist() == ds.ids("all").tolist(), n
         assert np.isfinite(fs.X).all() and (fs.X[~fs.mask] == 0).all(), n
