@@ -20,8 +20,9 @@ Reported: the wall time of each notebook (from `runs.json`) and of each of its s
 each notebook keeps, which the runner copies into `runs.json`), the dataset load / build time (`dataset_seconds`),
 the feature time (00_features, plus the `features` stage of the others), the whole command's wall time, and the
 peak memory: the resident set size summed over the runner's process tree (runner, notebook kernels, their worker
-processes), sampled every `--interval` seconds, overall and while each notebook ran; and the CPU seconds the tree used
-while each notebook ran, with `cores busy` = CPU seconds / wall seconds (2.0 on two fully used cores).
+processes), sampled every `--interval` seconds, overall and while each notebook ran (notebooks that run side by side
+share it); and, for each phase (the set of notebooks running together), its wall seconds and the CPU seconds the tree
+used, with `cores busy` = CPU seconds / wall seconds (2.0 on two fully used cores).
 """
 from __future__ import annotations
 
@@ -82,41 +83,44 @@ def tree_cpu(proc: psutil.Process, seen: dict) -> float:
 
 
 def run(cmd: list[str], env: dict, interval: float) -> tuple[float, int, dict, str, dict]:
-    """Run `cmd`; return wall seconds, peak tree RSS, peak tree RSS per notebook (by the runner's ▶ lines), output,
-    and the CPU seconds of the process tree per notebook."""
-    t0, peak, per_nb, current, lines = time.perf_counter(), 0, {}, {"name": None}, []
-    seen, cpu_nb, last = {}, {}, 0.0
+    """Run `cmd`; return wall seconds, peak tree RSS, peak tree RSS per notebook (while it ran: shared with any notebook
+    running beside it), the output, and the phases: for each set of notebooks that ran together (by the runner's ▶ and
+    ✔ lines), its wall seconds and the CPU seconds of the process tree."""
+    t0, peak, per_nb, running, lines = time.perf_counter(), 0, {}, set(), []
+    seen, phases, last, t_last = {}, {}, 0.0, time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
     ps = psutil.Process(proc.pid)
 
     def read():
         for line in proc.stdout:
             lines.append(line); sys.stdout.write("  | " + line); sys.stdout.flush()
-            if line.startswith("▶ "): current["name"] = line[2:].split()[0]
-            elif line.startswith("✔ "): current["name"] = None
+            if line.startswith("▶ "): running.add(line[2:].split()[0])
+            elif line.startswith("✔ "): running.discard(line[2:].split()[0])
     reader = threading.Thread(target=read, daemon=True); reader.start()
     while proc.poll() is None:
-        rss, name = tree_rss(ps), current["name"]; peak = max(peak, rss)
+        rss, now, names = tree_rss(ps), time.perf_counter(), tuple(sorted(running)); peak = max(peak, rss)
         cpu = tree_cpu(ps, seen)
-        if name:
-            per_nb[name] = max(per_nb.get(name, 0), rss); cpu_nb[name] = cpu_nb.get(name, 0.0) + cpu - last
-        last = cpu
+        for n in names: per_nb[n] = max(per_nb.get(n, 0), rss)
+        if names:
+            w, c = phases.get(names, (0.0, 0.0)); phases[names] = (w + now - t_last, c + cpu - last)
+        last, t_last = cpu, now
         time.sleep(interval)
     reader.join(timeout=5)
-    return time.perf_counter() - t0, peak, per_nb, "".join(lines), cpu_nb
+    return time.perf_counter() - t0, peak, per_nb, "".join(lines), phases
 
 
-def report(runs_json: Path, wall: float, peak: int, per_nb: dict, mode: str, cpu_nb: dict) -> None:
+def report(runs_json: Path, wall: float, peak: int, per_nb: dict, mode: str, phases: dict) -> None:
     info = json.loads(runs_json.read_text())
     runs = info["runs"]
     gb = lambda b: f"{b / 2**30:.2f}"
     print(f"\n== music-vae reproduce ({mode}{', quick' if info.get('quick') else ''}) on {info['dataset']} ==")
     print(f"dataset load / build: {info.get('dataset_seconds', float('nan')):.1f} s (in the runner, before the notebooks)")
-    print(f"{'notebook':<14}{'status':<10}{'seconds':>9}{'peak GB':>9}{'CPU s':>9}{'cores busy':>12}")
+    print(f"{'notebook':<14}{'status':<10}{'seconds':>9}{'peak GB':>9}")
     for r in runs:
-        sec, cpu = r.get('seconds', 0), cpu_nb.get(r['name'], 0.0)
-        print(f"{r['name']:<14}{r.get('status', '?'):<10}{sec:>9.1f}{gb(per_nb.get(r['name'], 0)):>9}{cpu:>9.1f}"
-              f"{cpu / sec if sec else 0:>12.2f}")
+        print(f"{r['name']:<14}{r.get('status', '?'):<10}{r.get('seconds', 0):>9.1f}{gb(per_nb.get(r['name'], 0)):>9}")
+    print("\nphases (notebooks running together): wall seconds, CPU seconds of the process tree, cores busy (CPU / wall)")
+    for names, (w, c) in phases.items():
+        print(f"  {' + '.join(names):<48}{w:>8.1f}{c:>9.1f}{c / w if w else 0:>7.2f}")
     print("\nstages (seconds; from each notebook's StageTimes):")
     names = list(dict.fromkeys(s for r in runs for s in r.get("stages", {})))
     if names:
@@ -163,9 +167,9 @@ def main(argv=None) -> int:
     env = {**os.environ, "MUSIC_VAE_ROOT": str(root), "MUSIC_VAE_DATA": str(data),
            "PYTHONPATH": os.pathsep.join([str(root), *filter(None, [os.environ.get("PYTHONPATH")])])}
     print("$ " + " ".join(cmd))
-    wall, peak, per_nb, out, cpu_nb = run(cmd, env, a.interval)
+    wall, peak, per_nb, out, phases = run(cmd, env, a.interval)
     runs_json = root / "reports" / ("quick" if a.quick else "") / DATASET / "runs.json"
-    if runs_json.exists(): report(runs_json, wall, peak, per_nb, mode_name, cpu_nb)
+    if runs_json.exists(): report(runs_json, wall, peak, per_nb, mode_name, phases)
     else: print("no runs.json written: the run failed before the first notebook")
     if a.keep: print(f"kept: {tmp}")
     else: shutil.rmtree(tmp, ignore_errors=True)
