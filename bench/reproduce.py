@@ -26,7 +26,7 @@ used, with `cores busy` = CPU seconds / wall seconds (2.0 on two fully used core
 """
 from __future__ import annotations
 
-import argparse, json, os, shutil, subprocess, sys, tempfile, threading, time
+import argparse, json, os, shutil, signal, subprocess, sys, tempfile, threading, time
 from pathlib import Path
 
 import psutil
@@ -97,6 +97,13 @@ def run(cmd: list[str], env: dict, interval: float) -> tuple[float, int, dict, s
             if line.startswith("▶ "): running.add(line[2:].split()[0])
             elif line.startswith("✔ "): running.discard(line[2:].split()[0])
     reader = threading.Thread(target=read, daemon=True); reader.start()
+
+    def forward(signum, frame):                    # the runner stops its kernels and workers on the same signal
+        proc.send_signal(signum)
+        try: proc.wait(timeout=60)
+        except subprocess.TimeoutExpired: proc.kill()
+        raise SystemExit(128 + signum)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP): signal.signal(sig, forward)
     while proc.poll() is None:
         rss, now, names = tree_rss(ps), time.perf_counter(), tuple(sorted(running)); peak = max(peak, rss)
         cpu = tree_cpu(ps, seen)
