@@ -17,11 +17,12 @@ __all__ = ['SOUNDFONT', 'QUARTER_GRID', 'AC_LAGS', 'BAR_CANDIDATES', 'IOI_BINS',
            'KK_MINOR', 'OTHER_PROFILES', 'TEMPO_RATIOS', 'MUSIC_BLOCKS', 'metre_pattern', 'cadence', 'plucked',
            'render', 'midi_notes', 'score_beats', 'onset_train', 'autocorr', 'lag_value', 'estimate_beat', 'note_beats',
            'declared_metre', 'binned_autocorr', 'metre_features', 'metre_template', 'metre_fits', 'triple_evidence',
-           'beat_accents', 'period_contrast', 'triple_duple_evidence', 'rhythm_features', 'key_profile_scores',
-           'estimate_key', 'tonality_features', 'pitch_class_counts', 'mode_evidence', 'final_features', 'top_voice',
-           'melody_features', 'midi_music_feature_names', 'midi_music_features', 'onset_envelope', 'beat_phase',
-           'subdivision_profile', 'beat_features', 'comb_period', 'beat_sync', 'spectral_change', 'audio_triple_duple',
-           'beat_chroma', 'audio_music_feature_names', 'audio_music_features', 'block_columns']
+           'beat_accents', 'period_contrast', 'triple_duple_evidence', 'triple_cues', 'rhythm_features',
+           'key_profile_scores', 'estimate_key', 'tonality_features', 'pitch_class_counts', 'mode_evidence',
+           'final_features', 'top_voice', 'melody_features', 'midi_music_feature_names', 'midi_music_features',
+           'onset_envelope', 'beat_phase', 'subdivision_profile', 'beat_features', 'comb_period', 'beat_sync',
+           'spectral_change', 'audio_triple_duple', 'beat_chroma', 'audio_music_feature_names', 'audio_music_features',
+           'block_columns']
 
 # %% ../nbs/16_music.ipynb #01322f66
 SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
@@ -219,6 +220,11 @@ def triple_duple_evidence(N: np.ndarray) -> np.ndarray:
     a4, a6 = np.maximum(binned_autocorr(on, w, 1, (4, 6)), 0) ** 2
     return np.array([*(period_contrast(x) for x in beat_accents(N)), (a6 - a4) / (a6 + a4) if a6 + a4 > 1e-12 else 0.0])
 
+# %% ../nbs/16_music.ipynb #4c7fae22
+def triple_cues(evidence: np.ndarray) -> np.ndarray:
+    "The triple side of bounded triple − duple evidence `evidence` (each in [−1, 1], > 0 reads triple): max(evidence, 0), same shape."
+    return np.maximum(np.asarray(evidence, float), 0.0)
+
 # %% ../nbs/16_music.ipynb #6965c1a0
 def rhythm_features(on: np.ndarray, top: np.ndarray) -> np.ndarray:
     "Rhythm of onsets `on` (beats, all voices) and `top` (onsets of the top voice, beats): IOI histogram over `IOI_BINS`, long-short share, syncopation, onsets and notes per beat: shape (len(IOI_BINS) + 4,)."
@@ -310,7 +316,8 @@ def midi_music_feature_names() -> list[str]:
             + [f"ac_lag{L:g}[beats]" for L in AC_LAGS] + ["ac3/ac2", "ac3/ac4", "ac6/ac4", "ac1.5/ac1"]
             + [f"beat_pos{i}/{QUARTER_GRID}" for i in range(QUARTER_GRID)] + [f"metricity_bar{b:g}[beats]" for b in BAR_CANDIDATES]
             + [f"fit_{k}" for k in METRES] + ["bar_triple-duple"]
-            + ["tri-dup_onsets", "tri-dup_long_notes", "tri-dup_harmony", "tri-dup_bass", "tri-dup_ac6/ac4"]
+            + [f"tri-dup_{c}" for c in ("onsets", "long_notes", "harmony", "bass", "ac6/ac4")]
+            + [f"tri-cue_{c}" for c in ("bar", "onsets", "long_notes", "harmony", "bass", "ac6/ac4")]
             + [f"ioi_{b:.3g}[beats]" for b in IOI_BINS] + ["longshort_share", "syncopation", "onsets_per_beat", "notes_per_beat"]
             + [f"pc_rel{i}" for i in range(12)] + ["r_major", "r_minor", "major-minor", "key_clarity", "key_margin"]
             + [f"major-minor_{k}" for k in OTHER_PROFILES] + ["major-minor_notes"] + [f"major-minor_notes_{k}" for k in OTHER_PROFILES]
@@ -319,13 +326,13 @@ def midi_music_feature_names() -> list[str]:
                "mel_turns[per interval]", "mel_rising"])
 
 def midi_music_features(pm, beat: str = "score") -> np.ndarray:
-    "Metre, rhythm, tonality and melody of `pm` (see `midi_music_feature_names`), beats from the file (`beat='score'`) or estimated (`'estimate'`); raises if `pm` has no notes: shape (92,)."
+    "Metre, rhythm, tonality and melody of `pm` (see `midi_music_feature_names`), beats from the file (`beat='score'`) or estimated (`'estimate'`); raises if `pm` has no notes: shape (98,)."
     N = note_beats(pm, beat)
     if not len(N): raise ValueError("MIDI has no notes")
     on, w = N[:, 0], np.clip(N[:, 1] - N[:, 0], 0, 4)
     h = pitch_class_histogram(pm); tonic, _ = estimate_key(h)
-    top = top_voice(N); fits = metre_fits(on, w)
-    return np.concatenate([declared_metre(pm), metre_features(on, w), fits, [triple_evidence(fits)], triple_duple_evidence(N),
+    top = top_voice(N); fits = metre_fits(on, w); ev = np.r_[triple_evidence(fits), triple_duple_evidence(N)]
+    return np.concatenate([declared_metre(pm), metre_features(on, w), fits, ev, triple_cues(ev),
                            rhythm_features(on, top[:, 0]), tonality_features(h), mode_evidence(pitch_class_counts(N)), final_features(N, tonic), melody_features(top[:, 2])]).astype(np.float32)
 
 # %% ../nbs/16_music.ipynb #cd1f8e81
@@ -400,23 +407,24 @@ def audio_music_feature_names() -> list[str]:
     "Column names of the `audio_music` vector, in order (units in brackets)."
     return (["tempo[BPM]", "pulse_clarity"] + [f"ac_{r:.3g}x_beat" for r in TEMPO_RATIOS]
             + [f"beat_pos{i}/{QUARTER_GRID}" for i in range(QUARTER_GRID)] + ["triple-duple"]
-            + ["tri-dup_harmony"]
+            + ["tri-dup_harmony", "tri-cue_harmony"]
             + [f"chroma_rel{i}" for i in range(12)] + ["r_major", "r_minor", "major-minor", "key_clarity", "key_margin"]
             + [f"major-minor_{k}" for k in OTHER_PROFILES])
 
 def audio_music_features(y: np.ndarray, sr: int = 16_000, n_fft: int = 1024, hop: int = 256, n_mels: int = 64,
                          top_db: float = 80.0, spec: dict | None = None) -> np.ndarray:
-    "Pulse, subdivision and key-invariant tonality of mono `y` at `sr` Hz (see `audio_music_feature_names`); `spec`: the `features.spectra` of `y`, reused when given: shape (42,)."
+    "Pulse, subdivision and key-invariant tonality of mono `y` at `sr` Hz (see `audio_music_feature_names`); `spec`: the `features.spectra` of `y`, reused when given: shape (43,)."
     from music_vae_nb.features import spectra
     spec = spec or spectra(y, sr, n_fft, hop, n_mels, top_db)
     onset = onset_envelope(spec["mel_db"]); pulse, period, phase = beat_features(onset, sr / hop)
-    return np.concatenate([pulse, [audio_triple_duple(spec["chroma"], onset, sr / hop)],
+    ev = audio_triple_duple(spec["chroma"], onset, sr / hop)
+    return np.concatenate([pulse, [ev, triple_cues(ev)],
                            tonality_features(beat_chroma(spec["chroma"], period, phase))]).astype(np.float32)
 
 # %% ../nbs/16_music.ipynb #e954d662
 MUSIC_BLOCKS = {
-    "metre": ("ts_", "tri-dup_", "bar_triple"),              # the declaration and the bounded triple − duple evidence
-    "metre_undeclared": ("tri-dup_", "bar_triple"),
+    "metre": ("ts_", "tri-dup_", "bar_triple", "tri-cue_"),  # the declaration, the bounded triple − duple evidence and its triple side
+    "metre_undeclared": ("tri-dup_", "bar_triple", "tri-cue_"),
     "metre_profile": ("ac", "beat_pos", "metricity", "fit_", "bar_", "tri", "tempo", "pulse"),   # every declaration-free metre column
     "grouping": ("fit_", "bar_"),           # which bar fits the onsets: each metre's template fit and the triple − duple evidence
     "rhythm": ("ioi_", "longshort", "syncopation", "onsets_per", "notes_per"),

@@ -78,7 +78,7 @@ def test_melody_and_final_sonority():
 def test_audio_features_reuse_the_shared_spectra():
     y = M.render(M.cadence(60, "major", 0.6))
     np.testing.assert_array_equal(M.audio_music_features(y), M.audio_music_features(y, spec=spectra(y)))
-    assert M.audio_music_features(y).shape == (len(AUDIO_NAMES),) == (42,)
+    assert M.audio_music_features(y).shape == (len(AUDIO_NAMES),) == (43,)
 
 
 def test_empty_inputs():
@@ -111,6 +111,15 @@ def test_triple_duple_evidence_waltz_vs_march():
     march = np.array([[t, t + (2 if t % 4 == 0 else 1), 60 + (t % 4 == 0), 0] for t in range(36) if t % 4 != 1]
                      + [[t, t + 2, 48 + 7 * (t % 4 == 2), 1] for t in range(0, 36, 2)], float)
     assert (M.triple_duple_evidence(waltz) > 0).all() and (M.triple_duple_evidence(march) < 0).all()
+    assert (M.triple_cues(M.triple_duple_evidence(march)) == 0).all()
+    np.testing.assert_array_equal(M.triple_cues(M.triple_duple_evidence(waltz)), M.triple_duple_evidence(waltz))
+
+
+def test_triple_cues_are_the_positive_side_of_the_evidence_in_the_vector():
+    v = dict(zip(MIDI_NAMES, M.midi_music_features(M.metre_pattern("2/4", declare=False))))
+    ev = {"bar": v["bar_triple-duple"], **{c: v[f"tri-dup_{c}"] for c in ("onsets", "long_notes", "harmony", "bass", "ac6/ac4")}}
+    assert all(v[f"tri-cue_{c}"] == np.float32(max(e, 0.0)) for c, e in ev.items())
+    assert any(e < 0 for e in ev.values())                                        # a duple pattern: some cue reads duple, and its triple side is 0
     N = np.array([[0, 2, 60, 0], [2, 3, 62, 0], [3, 5, 64, 0], [5, 6, 62, 0], [0, 3, 48, 1], [3, 6, 43, 1]], float)
     np.testing.assert_array_equal(M.beat_accents(N), [[5, 0, 1, 5, 0, 1, 0], [2, 0, 0, 2, 0, 0, 0], [0, 0, 1, 4, 0, 2, 2], [0, 0, 0, 1, 0, 0, 1]])
 
@@ -138,6 +147,7 @@ def test_comb_period_and_audio_harmony_metre():
 
 def test_metre_blocks_hold_only_the_bounded_evidence():
     und = [MIDI_NAMES[i] for i in M.block_columns(MIDI_NAMES, "metre_undeclared")]
-    assert und == ["bar_triple-duple", "tri-dup_onsets", "tri-dup_long_notes", "tri-dup_harmony", "tri-dup_bass", "tri-dup_ac6/ac4"]
+    cues = ["bar", "onsets", "long_notes", "harmony", "bass", "ac6/ac4"]
+    assert und == ["bar_triple-duple"] + [f"tri-dup_{c}" for c in cues[1:]] + [f"tri-cue_{c}" for c in cues]
     assert [MIDI_NAMES[i] for i in M.block_columns(MIDI_NAMES, "metre")] == [n for n in MIDI_NAMES if n.startswith("ts_")] + und
-    assert [AUDIO_NAMES[i] for i in M.block_columns(AUDIO_NAMES, "metre_undeclared")] == ["tri-dup_harmony"]
+    assert [AUDIO_NAMES[i] for i in M.block_columns(AUDIO_NAMES, "metre_undeclared")] == ["tri-dup_harmony", "tri-cue_harmony"]
