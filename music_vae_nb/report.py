@@ -19,9 +19,10 @@ from . import plots
 __all__ = ['CONFIG_KEYS', 'REPETITION_KEYS', 'BASELINES', 'BASELINE_KEYS', 'FIXED_K_RULES', 'NUMERIC_KEYS', 'SUMMARY_COLUMNS',
            'SELECT_BY', 'SCORES', 'key_text', 'tidy', 'synthetic_metrics', 't_interval', 'dedupe', 'summarise', 'match',
            'select_on_valid', 'verdict', 'paired_difference', 'group_bootstrap', 'repetition_stability', 'is_fused',
-           'describe', 'fmt_interval', 'finding_table', 'findings', 'label_confounds', 'scores_within', 'best_per',
-           'headline_table', 'interval_table', 'png_bytes', 'table_html', 'make_report_html', 'standard_sections',
-           'representation_table', 'comparison_sentence', 'beta_table', 'suite_table']
+           'describe', 'fmt_interval', 'finding_table', 'findings', 'label_confounds', 'scores_within',
+           'within_choice_table', 'best_per', 'headline_table', 'interval_table', 'png_bytes', 'table_html',
+           'make_report_html', 'standard_sections', 'representation_table', 'comparison_sentence', 'beta_table',
+           'suite_table']
 
 # %% ../nbs/22_report.ipynb #d42ac534
 CONFIG_KEYS = ["dataset", "notebook", "config", "model", "modalities", "features", "fusion", "beta", "latent_dim",
@@ -360,6 +361,20 @@ def scores_within(df: pd.DataFrame, label: str, primary_label: str, spec: Mappin
     S = _summarise(d)
     S.insert(0, primary_label, S.subset.str.slice(len(primary_label) + 1))
     return S[[primary_label, "config", "model", "modalities", "algorithm", "k", "mean", "lo", "hi", "n"]]
+
+# %% ../nbs/22_report.ipynb #40c3d180
+def within_choice_table(df: pd.DataFrame, labels: Sequence[str], within: str, candidates: Mapping[str, Mapping | None] | None = None,
+                        names: Mapping[str, str] | None = None, metric: str = "ami") -> pd.DataFrame:
+    "For each of `labels` and each value of `within` scored inside it (subset rows '`within`=value'): the configuration chosen on valid inside that value, once per group of `candidates` (group name -> candidate spec; None: every configuration), with its valid mean, test mean and 95 % test interval over repetitions."
+    d, rows = dedupe(df), []
+    subsets = sorted(s for s in d.subset.unique() if s.startswith(f"{within}="))
+    for l, s, (group, spec) in itertools.product(labels, subsets, (candidates or {"every configuration": None}).items()):
+        w = _select(d, l, metric, spec, subset=s)
+        if w.empty: continue
+        w = w.iloc[0]
+        rows.append({within: s[len(within) + 1:], "label": l, "among": group, "chosen on valid": (names or {}).get(w.config, w.config),
+                     "algorithm": w.algorithm, "valid": w.valid_mean, "test": w.test_mean, "test interval": fmt_interval(w.test_lo, w.test_hi), "n": w.n})
+    return pd.DataFrame(rows, columns=[within, "label", "among", "chosen on valid", "algorithm", "valid", "test", "test interval", "n"])
 
 # %% ../nbs/22_report.ipynb #5b5d57da
 def best_per(df: pd.DataFrame, column: str, label: str, metric: str = "ami", candidates: Mapping | None = None) -> pd.DataFrame:
