@@ -20,9 +20,9 @@ __all__ = ['CONFIG_KEYS', 'REPETITION_KEYS', 'BASELINES', 'BASELINE_KEYS', 'FIXE
            'SELECT_BY', 'SCORES', 'key_text', 'tidy', 'synthetic_metrics', 't_interval', 'dedupe', 'summarise', 'match',
            'select_on_valid', 'verdict', 'paired_difference', 'group_bootstrap', 'repetition_stability', 'is_fused',
            'describe', 'fmt_interval', 'finding_table', 'findings', 'label_confounds', 'scores_within',
-           'within_choice_table', 'best_per', 'headline_table', 'interval_table', 'png_bytes', 'table_html',
-           'make_report_html', 'standard_sections', 'representation_table', 'comparison_sentence', 'beta_table',
-           'suite_table']
+           'within_choice_table', 'within_sentences', 'best_per', 'headline_table', 'interval_table', 'png_bytes',
+           'table_html', 'make_report_html', 'standard_sections', 'representation_table', 'comparison_sentence',
+           'beta_table', 'suite_table']
 
 # %% ../nbs/22_report.ipynb #d42ac534
 CONFIG_KEYS = ["dataset", "notebook", "config", "model", "modalities", "features", "fusion", "beta", "latent_dim",
@@ -375,6 +375,13 @@ def within_choice_table(df: pd.DataFrame, labels: Sequence[str], within: str, ca
         rows.append({within: s[len(within) + 1:], "label": l, "among": group, "chosen on valid": (names or {}).get(w.config, w.config),
                      "algorithm": w.algorithm, "valid": w.valid_mean, "test": w.test_mean, "test interval": fmt_interval(w.test_lo, w.test_hi), "n": w.n})
     return pd.DataFrame(rows, columns=[within, "label", "among", "chosen on valid", "algorithm", "valid", "test", "test interval", "n"])
+
+def within_sentences(table: pd.DataFrame, within: str, metric: str = "AMI") -> list[str]:
+    "One sentence per (value of `within`, label) of a `within_choice_table`: each group, the configuration it chose (when it differs from the group's name) and its test score."
+    if not len(table): return []
+    part = lambda r: (r.among if r.among == r["chosen on valid"] else f"among {r.among}, {r['chosen on valid']}") + f" {r.test:.3f} {r['test interval']}"
+    return [f"{l} within {within} = {v} (test {metric}): " + "; ".join(part(r) for _, r in g.iterrows()) + "."
+            for (v, l), g in table.groupby([within, "label"], sort=False)]
 
 # %% ../nbs/22_report.ipynb #5b5d57da
 def best_per(df: pd.DataFrame, column: str, label: str, metric: str = "ami", candidates: Mapping | None = None) -> pd.DataFrame:
