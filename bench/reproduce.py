@@ -23,6 +23,10 @@ peak memory: the resident set size summed over the runner's process tree (runner
 processes), sampled every `--interval` seconds, overall and while each notebook ran (notebooks that run side by side
 share it); and, for each phase (the set of notebooks running together), its wall seconds and the CPU seconds the tree
 used, with `cores busy` = CPU seconds / wall seconds (2.0 on two fully used cores).
+
+Before the run, a fixed single-threaded reference workload (`machine_reference`: an MLP VAE trained on synthetic data
+of the audio view's shape, K-Means on a 16-d sample) prints its CPU seconds, so runs on different machines can be
+compared: the notebooks' CPU scales with it (`--reference-only` prints it and stops).
 """
 from __future__ import annotations
 
@@ -69,6 +73,45 @@ def linked_data(src: Path, dst: Path) -> Path:
             for c in item.iterdir():
                 if c.name != "fits": os.symlink(c, dst / ds.name / "cache" / c.name)
     return dst
+
+
+def machine_reference(seed: int = 0) -> dict[str, float]:
+    """CPU seconds of two fixed single-threaded workloads, the shapes of the run's heaviest stages: `train`, 40 epochs of
+    the MLP VAE on 1,000 synthetic items of 120 features (batch 64, AdamW); `cluster`, K-Means (k = 8, 10 starts) on
+    20,000 items of a 16-d latent (8 overlapping blobs). Best of 3, so a busy moment does not count."""
+    import numpy as np, torch
+    from sklearn.cluster import KMeans
+    from music_vae_nb.models import VAE
+    threads = torch.get_num_threads(); torch.set_num_threads(1)
+    rng = np.random.default_rng(seed)
+    X = torch.tensor(rng.normal(size=(1000, 120)), dtype=torch.float32)
+    Z = rng.normal(size=(20_000, 16)) + np.repeat(rng.normal(size=(8, 16)), 2_500, axis=0)
+
+    def train():
+        torch.manual_seed(seed); model = VAE(120, latent_dim=16, modality="audio")
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        g = torch.Generator().manual_seed(seed)
+        for _ in range(40):
+            for idx in torch.randperm(len(X), generator=g).split(64):
+                b = {"audio": X[idx], "mask": {"audio": torch.ones(len(idx), dtype=torch.bool)}}
+                loss = model.loss(b, model(b), 1.0)["total"]
+                opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+
+    def cluster(): KMeans(8, n_init=10, random_state=seed).fit(Z)
+
+    out = {}
+    for name, f in (("train", train), ("cluster", cluster)):
+        best = np.inf
+        for _ in range(3):
+            t = time.process_time(); f(); best = min(best, time.process_time() - t)
+        out[name] = best
+    torch.set_num_threads(threads)
+    return out
+
+
+def reference_line(ref: dict[str, float]) -> str:
+    return ("machine reference (CPU s, 1 thread, best of 3): " + ", ".join(f"{k} {v:.2f}" for k, v in ref.items())
+            + f"; total {sum(ref.values()):.2f}")
 
 
 def tree_cpu(proc: psutil.Process, seen: dict) -> float:
@@ -146,7 +189,7 @@ def report(runs_json: Path, wall: float, peak: int, per_nb: dict, mode: str, pha
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    mode = ap.add_mutually_exclusive_group(required=True)
+    mode = ap.add_mutually_exclusive_group(required="--reference-only" not in (argv if argv is not None else sys.argv))
     mode.add_argument("--empty", action="store_true", help="fresh data folder: build the dataset, extract features")
     mode.add_argument("--cached", action="store_true", help="existing dataset and features, fit / clustering cache empty")
     mode.add_argument("--rerun", action="store_true", help="everything cached; the notebooks still execute (--force)")
@@ -155,8 +198,12 @@ def main(argv=None) -> int:
     ap.add_argument("--data-dir", type=Path, default=Path(os.environ.get("MUSIC_VAE_DATA") or REPO / "data"))
     ap.add_argument("--keep", action="store_true", help="keep the temp project (reports, executed notebooks)")
     ap.add_argument("--interval", type=float, default=0.25, help="memory sampling interval [s]")
+    ap.add_argument("--reference-only", action="store_true", help="print the machine reference and stop")
     a, extra = ap.parse_known_args(argv)
     extra = [x for x in extra if x != "--"]
+    ref = machine_reference()
+    print(reference_line(ref), flush=True)
+    if a.reference_only: return 0
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-reproduce-"))
     root = project_copy(tmp / "project")
@@ -178,6 +225,7 @@ def main(argv=None) -> int:
     runs_json = root / "reports" / ("quick" if a.quick else "") / DATASET / "runs.json"
     if runs_json.exists(): report(runs_json, wall, peak, per_nb, mode_name, phases)
     else: print("no runs.json written: the run failed before the first notebook")
+    print(reference_line(ref))
     if a.keep: print(f"kept: {tmp}")
     else: shutil.rmtree(tmp, ignore_errors=True)
     return 0 if "✘" not in out else 1
