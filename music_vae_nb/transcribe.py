@@ -13,11 +13,12 @@ import pandas as pd
 
 from .core import atomic_path, fingerprint, parallel_map
 from .data import Dataset, check_audio, quiet_decoder
+from .features import pitch_class_histogram
 
 # %% auto #0
 __all__ = ['INSTALL_HINT', 'NOTE_PARAMS', 'N_OVERLAP_FRAMES', 'has_basic_pitch', 'model_path', 'model_key', 'model_outputs',
-           'transcribe_audio', 'note_array', 'pitch_class_histogram', 'transcription_agreement', 'TranscriptionError',
-           'read_audio', 'transcribe_file', 'audio_hash', 'transcribed_path', 'transcribe_to', 'transcribe_dataset',
+           'transcribe_audio', 'note_array', 'transcription_agreement', 'TranscriptionError', 'read_audio',
+           'transcribe_file', 'audio_hash', 'transcribed_path', 'transcribe_to', 'transcribe_dataset',
            'dataset_agreement', 'time_transcription']
 
 # %% ../nbs/18_transcribe.ipynb #ea847a61
@@ -103,11 +104,6 @@ def note_array(pm) -> np.ndarray:
     rows = [(n.start, n.end, n.pitch) for i in pm.instruments if not i.is_drum for n in i.notes if n.end > n.start]
     return np.array(sorted(rows), dtype=float).reshape(-1, 3)
 
-def pitch_class_histogram(notes: np.ndarray) -> np.ndarray:
-    "Duration-weighted pitch-class distribution (12,) of `notes` (n, 3), summing to 1 (all zero when empty)."
-    h = np.bincount(notes[:, 2].astype(int) % 12, weights=notes[:, 1] - notes[:, 0], minlength=12)
-    return h / h.sum() if h.sum() > 0 else h
-
 # %% ../nbs/18_transcribe.ipynb #697aa900
 def transcription_agreement(reference, estimate, onset_tolerance: float = 0.05) -> dict:
     "note_f/precision/recall (onset + pitch), onset_f (onset only), pitch_class_overlap, n_ref, n_est of two `PrettyMIDI`s."
@@ -120,7 +116,7 @@ def transcription_agreement(reference, estimate, onset_tolerance: float = 0.05) 
             r[:, :2], hz(r), e[:, :2], hz(e), onset_tolerance=onset_tolerance, offset_ratio=None)
         out.update(note_precision=p, note_recall=rc, note_f=f,
                    onset_f=mir_eval.transcription.onset_precision_recall_f1(r[:, :2], e[:, :2], onset_tolerance)[2])
-    hr, he = pitch_class_histogram(r), pitch_class_histogram(e)
+    hr, he = pitch_class_histogram(reference), pitch_class_histogram(estimate)
     out["pitch_class_overlap"] = float(np.minimum(hr, he).sum()) if hr.sum() and he.sum() else 0.0
     return {k: float(v) if k.startswith(("note_", "onset", "pitch")) else int(v) for k, v in out.items()}
 
