@@ -78,14 +78,15 @@ def linked_data(src: Path, dst: Path) -> Path:
 def machine_reference(seed: int = 0) -> dict[str, float]:
     """CPU seconds of two fixed single-threaded workloads, the shapes of the run's heaviest stages: `train`, 40 epochs of
     the MLP VAE on 1,000 synthetic items of 120 features (batch 64, AdamW); `cluster`, K-Means (k = 8, 10 starts) on
-    20,000 items of a 16-d latent (8 overlapping blobs). Best of 3, so a busy moment does not count."""
+    100,000 items of a 16-d latent (8 overlapping blobs). Best of 3, so a busy moment does not count."""
     import numpy as np, torch
     from sklearn.cluster import KMeans
+    from threadpoolctl import threadpool_limits
     from music_vae_nb.models import VAE
     threads = torch.get_num_threads(); torch.set_num_threads(1)
     rng = np.random.default_rng(seed)
     X = torch.tensor(rng.normal(size=(1000, 120)), dtype=torch.float32)
-    Z = rng.normal(size=(20_000, 16)) + np.repeat(rng.normal(size=(8, 16)), 2_500, axis=0)
+    Z = rng.normal(size=(100_000, 16)) + np.repeat(rng.normal(scale=0.5, size=(8, 16)), 12_500, axis=0)
 
     def train():
         torch.manual_seed(seed); model = VAE(120, latent_dim=16, modality="audio")
@@ -97,7 +98,8 @@ def machine_reference(seed: int = 0) -> dict[str, float]:
                 loss = model.loss(b, model(b), 1.0)["total"]
                 opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
 
-    def cluster(): KMeans(8, n_init=10, random_state=seed).fit(Z)
+    def cluster():
+        with threadpool_limits(1): KMeans(8, n_init=10, random_state=seed).fit(Z)
 
     out = {}
     for name, f in (("train", train), ("cluster", cluster)):
