@@ -9,8 +9,14 @@ vector, the way the evaluation protocol does: for repetitions r = 0..4, `ds.spli
 train items of the subset, K-Means (k = classes among the scored items, n_init=10, random_state=r) on the valid
 items and, separately, on the test items of the subset, AMI against the label. Valid scores are printed beside
 test scores: every choice (block, rule, parameter) is made on the valid rows; test is read, not chosen on
-(`--splits valid` prints valid only, for development). Targets: mode and meter within the Bach chorales, mode
-and meter over the corpus, meter within every other collection with both duple and triple pieces, collection.
+(`--splits valid` prints valid only, for development; `--splits train` clusters the train items themselves).
+Targets: mode and meter within the Bach chorales, mode and meter over the corpus, meter within every other
+collection with both duple and triple pieces, collection.
+
+`--extra-blocks NAME=TOKEN,...` scores further blocks without editing the music module: a TOKEN is a column-name
+prefix (as in `MUSIC_BLOCKS`), a name ending in `$` matches exactly, and `mean:T1+T2+...` adds one derived column,
+the mean of the raw columns the tokens match; e.g. `--blocks --no-all --extra-blocks 'mode_notes=major-minor_notes'`
+scores that block alone (`--blocks` with no names scores no `MUSIC_BLOCKS` block).
 Prints mean and 95 % interval (t over the repetitions) per block × target, and the CPU ms per clip.
 
 Per-item features are cached in /tmp/music_probe, keyed by a hash of the music module's source; decoded
@@ -77,6 +83,26 @@ def targets(m):
     return out + [("mode | all", "mode", None), ("meter | all", "meter", None), ("collection | all", "collection", None)]
 
 
+def match(names, tok):
+    "Indices of the columns `names` matched by `tok`: a prefix, or an exact name when it ends in '$'."
+    return [i for i, n in enumerate(names) if (n == tok[:-1] if tok.endswith("$") else n.startswith(tok))]
+
+
+def extra_block(X, names, spec):
+    "(name, X with any derived columns appended, column indices) of an `--extra-blocks` spec 'NAME=TOKEN,...'."
+    b, toks = spec.split("=", 1); cols = []
+    for t in toks.split(","):
+        if t.startswith("mean:"):
+            c = sorted({i for u in t[5:].split("+") for i in match(names, u)})
+            if not c: raise SystemExit(f"--extra-blocks {spec}: {t!r} matches no column")
+            X = np.column_stack([X, X[:, c].mean(1)]); cols.append(X.shape[1] - 1)
+        else:
+            c = match(names, t)
+            if not c: raise SystemExit(f"--extra-blocks {spec}: {t!r} matches no column")
+            cols += [i for i in c if i not in cols]
+    return b, X, cols
+
+
 def score(X, m, splits, label, coll, reps, split="test"):
     "AMI per repetition of K-Means on the `split` items (subset `coll`), standardised on the train items."
     from sklearn.cluster import KMeans
@@ -102,6 +128,9 @@ def main():
     ap.add_argument("--sets", nargs="+", default=["midi_music", "audio_music"])
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--blocks", nargs="*", default=None, help="blocks to score (default: all with columns, and 'all')")
+    ap.add_argument("--extra-blocks", nargs="*", default=[], metavar="NAME=TOKEN,...",
+                    help="further blocks: column prefixes, exact names ending in '$', 'mean:T1+T2' for a mean column")
+    ap.add_argument("--no-all", action="store_true", help="do not score the whole vector")
     ap.add_argument("--splits", nargs="+", default=["valid", "test"], help="splits scored, one row each (choose on valid)")
     a = ap.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -114,7 +143,10 @@ def main():
     print(f"{'set:block':34s} {'split':5s} {'cols':>4s} " + " ".join(f"{t[0]:>19s}" for t in T))
     for s in a.sets:
         X, names, ms, spec_ms = features(ds, ids, s, a.jobs)
-        blocks = [(b, block_columns(names, b)) for b in (a.blocks or MUSIC_BLOCKS)] + [("all", list(range(len(names))))]
+        blocks = [(b, block_columns(names, b)) for b in (MUSIC_BLOCKS if a.blocks is None else a.blocks)]
+        for e in a.extra_blocks:
+            b, X, cols = extra_block(X, names, e); blocks.append((b, cols))
+        if not a.no_all: blocks.append(("all", list(range(len(names)))))
         for b, cols in blocks:
             if not cols: continue
             for sp in a.splits:
