@@ -4,6 +4,7 @@
 
 # %% ../nbs/16_music.ipynb #88a77b1f
 from __future__ import annotations
+import functools
 from pathlib import Path
 from typing import Sequence
 
@@ -14,15 +15,16 @@ from .features import pitch_class_histogram
 
 # %% auto #0
 __all__ = ['SOUNDFONT', 'QUARTER_GRID', 'AC_LAGS', 'BAR_CANDIDATES', 'IOI_BINS', 'METRES', 'TRIPLE_METRES', 'KK_MAJOR',
-           'KK_MINOR', 'OTHER_PROFILES', 'TEMPO_RATIOS', 'MUSIC_BLOCKS', 'metre_pattern', 'cadence', 'plucked',
-           'render', 'midi_notes', 'score_beats', 'onset_train', 'autocorr', 'lag_value', 'estimate_beat', 'note_beats',
-           'declared_metre', 'binned_autocorr', 'metre_features', 'metre_template', 'metre_fits', 'triple_evidence',
-           'beat_accents', 'period_contrast', 'triple_duple_evidence', 'triple_cues', 'rhythm_features',
-           'key_profile_scores', 'estimate_key', 'tonality_features', 'pitch_class_counts', 'mode_evidence',
-           'final_features', 'top_voice', 'melody_features', 'midi_music_feature_names', 'midi_music_features',
-           'onset_envelope', 'beat_phase', 'subdivision_profile', 'beat_features', 'comb_period', 'beat_sync',
-           'spectral_change', 'audio_triple_duple', 'beat_chroma', 'audio_music_feature_names', 'audio_music_features',
-           'block_columns']
+           'KK_MINOR', 'OTHER_PROFILES', 'TEMPO_RATIOS', 'PITCH_HOP', 'PITCH_METRE_EVIDENCE', 'MUSIC_BLOCKS',
+           'metre_pattern', 'cadence', 'plucked', 'render', 'midi_notes', 'score_beats', 'onset_train', 'autocorr',
+           'lag_value', 'estimate_beat', 'note_beats', 'declared_metre', 'binned_autocorr', 'metre_features',
+           'metre_template', 'metre_fits', 'triple_evidence', 'beat_accents', 'period_contrast',
+           'triple_duple_evidence', 'triple_cues', 'rhythm_features', 'key_profile_scores', 'estimate_key',
+           'tonality_features', 'pitch_class_counts', 'mode_evidence', 'final_features', 'top_voice', 'melody_features',
+           'midi_music_feature_names', 'midi_music_features', 'onset_envelope', 'beat_phase', 'subdivision_profile',
+           'beat_features', 'comb_period', 'beat_sync', 'spectral_change', 'audio_triple_duple', 'semitone_filterbank',
+           'pitch_novelty', 'fine_period', 'pitch_metre_names', 'pitch_metre_cues', 'beat_chroma',
+           'audio_music_feature_names', 'audio_music_features', 'block_columns']
 
 # %% ../nbs/16_music.ipynb #01322f66
 SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
@@ -393,6 +395,45 @@ def audio_triple_duple(chroma: np.ndarray, onset: np.ndarray, fps: float) -> flo
     period = comb_period(onset, fps)
     return period_contrast(spectral_change(beat_sync(chroma, period, beat_phase(onset, period))))
 
+# %% ../nbs/16_music.ipynb #446e65ad
+PITCH_HOP = 512                        # samples between frames of the pitch novelty (31.25 frames/s at 16 kHz)
+
+@functools.lru_cache(maxsize=4)
+def semitone_filterbank(n_fft: int = 4096, sr: int = 16_000, lo: int = 40, hi: int = 88) -> np.ndarray:
+    "Triangular filters one semitone wide centred on MIDI pitches `lo` … `hi` − 1, over the rfft bins of `n_fft` samples at `sr` Hz: shape (hi − lo, n_fft // 2 + 1)."
+    f = np.fft.rfftfreq(n_fft, 1 / sr); p = 69 + 12 * np.log2(np.maximum(f, 1e-3) / 440)
+    return np.maximum(0, 1 - np.abs(p[None] - np.arange(lo, hi)[:, None])).astype(np.float32)
+
+def pitch_novelty(y: np.ndarray, sr: int = 16_000, n_fft: int = 4096, hop: int = PITCH_HOP, gain: float = 100.0) -> np.ndarray:
+    "Pitch-change novelty of mono `y` at `sr` Hz: semitone bands (`semitone_filterbank`) of a Hann-windowed `n_fft` STFT every `hop` samples, log(1 + `gain` × magnitude / the clip's largest), mean positive rise per frame: shape (frames,), first frame 0."
+    import scipy.fft
+    w = np.hanning(n_fft + 1)[:-1].astype(np.float32)
+    frames = np.lib.stride_tricks.sliding_window_view(np.pad(np.asarray(y, np.float32), n_fft // 2, mode="reflect"), n_fft)[::hop]
+    C = semitone_filterbank(n_fft, sr) @ np.abs(scipy.fft.rfft(frames * w, axis=1)).T          # (bands, frames)
+    L = np.log1p(gain * C / max(float(C.max()), 1e-9))
+    return np.concatenate([[0.0], np.maximum(np.diff(L, axis=1), 0).mean(0)])
+
+def fine_period(x: np.ndarray, period: float, harmonics: int = 8, span: float = 1.5, step: float = 0.02) -> float:
+    "Fractional period (frames, at least 1) within `span` of `period` that maximises the positive autocorrelation of `x`, linearly interpolated, summed at 1 … `harmonics` × the period; `period` itself when `x` has no positive autocorrelation."
+    ac = np.maximum(autocorr(x), 0); cand = np.arange(max(period - span, 1.0), max(period + span, 1.0 + step), step)
+    if len(ac) < 3 or not ac[1:].any(): return float(max(period, 1.0))
+    k = np.arange(1, harmonics + 1)[:, None] * cand[None]; i = np.floor(k).astype(int); f = k - i
+    v = np.where(i + 1 < len(ac), ac[np.minimum(i, len(ac) - 2)] * (1 - f) + ac[np.minimum(i + 1, len(ac) - 1)] * f, 0).sum(0)
+    return float(cand[int(np.argmax(v))])
+
+def pitch_metre_names() -> list[str]:
+    "Column names of `pitch_metre_cues`."
+    return [f"pitchnov_metricity_bar{b:g}[beats]" for b in BAR_CANDIDATES] + [f"pitchnov_fit_{m}" for m in METRES]
+
+def pitch_metre_cues(y: np.ndarray, sr: int = 16_000) -> np.ndarray:
+    "The score's metre analysis on audio: metricity of each `BAR_CANDIDATES` bar and `metre_fits` of the `pitch_novelty` of mono `y`, read as onsets on a beat grid (`comb_period` refined by `fine_period`, `beat_phase`) weighted by the novelty over its running maximum (~2 s): shape (5 + len(METRES),)."
+    from scipy.ndimage import maximum_filter1d
+    x = pitch_novelty(y, sr); fps = sr / PITCH_HOP
+    period = fine_period(x, comb_period(x, fps)); phase = beat_phase(x, period)
+    x = x / np.maximum(maximum_filter1d(x, int(round(2 * fps)) | 1), 1e-9)
+    b = (np.arange(len(x)) - phase) / period; k = b >= 0                # frames -> beats
+    return np.concatenate([metre_features(b[k], x[k])[-len(BAR_CANDIDATES):], metre_fits(b[k], x[k])]).astype(np.float32)
+
 # %% ../nbs/16_music.ipynb #9d939f10
 def beat_chroma(chroma: np.ndarray, period: float, phase: float) -> np.ndarray:
     "Beat-synchronous chroma: the median of each beat's frames of `chroma` (12, T), averaged over beats and summed to 1: shape (12,)."
@@ -407,25 +448,26 @@ def audio_music_feature_names() -> list[str]:
     "Column names of the `audio_music` vector, in order (units in brackets)."
     return (["tempo[BPM]", "pulse_clarity"] + [f"ac_{r:.3g}x_beat" for r in TEMPO_RATIOS]
             + [f"beat_pos{i}/{QUARTER_GRID}" for i in range(QUARTER_GRID)] + ["triple-duple"]
-            + ["tri-dup_harmony", "tri-cue_harmony"]
+            + ["tri-dup_harmony", "tri-cue_harmony"] + pitch_metre_names()
             + [f"chroma_rel{i}" for i in range(12)] + ["r_major", "r_minor", "major-minor", "key_clarity", "key_margin"]
             + [f"major-minor_{k}" for k in OTHER_PROFILES])
 
 def audio_music_features(y: np.ndarray, sr: int = 16_000, n_fft: int = 1024, hop: int = 256, n_mels: int = 64,
                          top_db: float = 80.0, spec: dict | None = None) -> np.ndarray:
-    "Pulse, subdivision and key-invariant tonality of mono `y` at `sr` Hz (see `audio_music_feature_names`); `spec`: the `features.spectra` of `y`, reused when given: shape (43,)."
+    "Pulse, subdivision, metre and key-invariant tonality of mono `y` at `sr` Hz (see `audio_music_feature_names`); `spec`: the `features.spectra` of `y`, reused when given: shape (55,)."
     from music_vae_nb.features import spectra
     spec = spec or spectra(y, sr, n_fft, hop, n_mels, top_db)
     onset = onset_envelope(spec["mel_db"]); pulse, period, phase = beat_features(onset, sr / hop)
     ev = audio_triple_duple(spec["chroma"], onset, sr / hop)
-    return np.concatenate([pulse, [ev, triple_cues(ev)],
+    return np.concatenate([pulse, [ev, triple_cues(ev)], pitch_metre_cues(y, sr),
                            tonality_features(beat_chroma(spec["chroma"], period, phase))]).astype(np.float32)
 
 # %% ../nbs/16_music.ipynb #e954d662
+PITCH_METRE_EVIDENCE = ("pitchnov_fit_3/4", "pitchnov_metricity_bar1.5", "pitchnov_metricity_bar3")   # chosen on valid among the 12
 MUSIC_BLOCKS = {
-    "metre": ("ts_", "tri-dup_", "bar_triple", "tri-cue_"),  # the declaration, the bounded triple − duple evidence and its triple side
-    "metre_undeclared": ("tri-dup_", "bar_triple", "tri-cue_"),
-    "metre_profile": ("ac", "beat_pos", "metricity", "fit_", "bar_", "tri", "tempo", "pulse"),   # every declaration-free metre column
+    "metre": ("ts_", "tri-dup_", "bar_triple", "tri-cue_") + PITCH_METRE_EVIDENCE,  # the declaration, the triple − duple evidence and its triple side
+    "metre_undeclared": ("tri-dup_", "bar_triple", "tri-cue_") + PITCH_METRE_EVIDENCE,
+    "metre_profile": ("ac", "beat_pos", "metricity", "fit_", "bar_", "tri", "tempo", "pulse", "pitchnov_"),   # every declaration-free metre column
     "grouping": ("fit_", "bar_"),           # which bar fits the onsets: each metre's template fit and the triple − duple evidence
     "rhythm": ("ioi_", "longshort", "syncopation", "onsets_per", "notes_per"),
     "tonality": ("pc_rel", "chroma_rel", "r_", "major-minor", "key_", "final_"),

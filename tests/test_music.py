@@ -78,7 +78,7 @@ def test_melody_and_final_sonority():
 def test_audio_features_reuse_the_shared_spectra():
     y = M.render(M.cadence(60, "major", 0.6))
     np.testing.assert_array_equal(M.audio_music_features(y), M.audio_music_features(y, spec=spectra(y)))
-    assert M.audio_music_features(y).shape == (len(AUDIO_NAMES),) == (43,)
+    assert M.audio_music_features(y).shape == (len(AUDIO_NAMES),) == (55,)
 
 
 def test_empty_inputs():
@@ -145,9 +145,16 @@ def test_comb_period_and_audio_harmony_metre():
     assert ev[3] > 0.5 and ev[4] < -0.5
 
 
-def test_metre_blocks_hold_only_the_bounded_evidence():
+def test_metre_blocks_hold_the_triple_duple_evidence():
     und = [MIDI_NAMES[i] for i in M.block_columns(MIDI_NAMES, "metre_undeclared")]
     cues = ["bar", "onsets", "long_notes", "harmony", "bass", "ac6/ac4"]
     assert und == ["bar_triple-duple"] + [f"tri-dup_{c}" for c in cues[1:]] + [f"tri-cue_{c}" for c in cues]
     assert [MIDI_NAMES[i] for i in M.block_columns(MIDI_NAMES, "metre")] == [n for n in MIDI_NAMES if n.startswith("ts_")] + und
-    assert [AUDIO_NAMES[i] for i in M.block_columns(AUDIO_NAMES, "metre_undeclared")] == ["tri-dup_harmony", "tri-cue_harmony"]
+    assert [AUDIO_NAMES[i] for i in M.block_columns(AUDIO_NAMES, "metre_undeclared")] == [
+        "tri-dup_harmony", "tri-cue_harmony", "pitchnov_metricity_bar1.5[beats]", "pitchnov_metricity_bar3[beats]", "pitchnov_fit_3/4"]
+
+
+def test_pitch_novelty_metre_cues_separate_compound_from_simple_without_a_declaration():
+    P = {m: dict(zip(M.pitch_metre_names(), M.pitch_metre_cues(M.render(M.metre_pattern(m, declare=False))))) for m in ("6/8", "2/4")}
+    assert all(P["6/8"][c] < P["2/4"][c] - 0.1 for c in ("pitchnov_fit_2/4", "pitchnov_fit_3/4", "pitchnov_fit_4/4")), P
+    assert np.isfinite(M.pitch_metre_cues(np.zeros(16_000, np.float32))).all()
