@@ -116,8 +116,10 @@ def double_dataset(ds, root: Path):
 
 
 def extractor_costs(ds, n_items: int = 40) -> dict:
-    "CPU ms per clip of each per-item extractor, in this process, on the first `n_items` clips with audio and MIDI."
+    """CPU ms per clip of each per-item extractor, in this process, on the first `n_items` clips with audio and MIDI,
+    with one BLAS / OpenMP thread, as in a feature worker (CPU time of idle threads spinning would count otherwise)."""
     import warnings
+    from threadpoolctl import threadpool_limits
     from music_vae_nb.features import load_audio, spectra, audio_features, load_midi, midi_features
     from music_vae_nb.music import audio_music_features, midi_music_features
     m = ds.manifest; ids = m.index[m.has_audio & m.has_midi][:n_items]
@@ -126,7 +128,7 @@ def extractor_costs(ds, n_items: int = 40) -> dict:
     def timed(key, fn):
         c = time.process_time(); out = fn(); cost[key] += time.process_time() - c
         return out
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), threadpool_limits(1):
         warnings.simplefilter("ignore")
         audio_music_features(np.zeros(16_000, np.float32))                # warm-up: filter banks, imports
         for id in ids:
