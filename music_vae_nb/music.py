@@ -402,7 +402,9 @@ PITCH_HOP = 512                        # samples between frames of the pitch nov
 def semitone_filterbank(n_fft: int = 4096, sr: int = 16_000, lo: int = 40, hi: int = 88) -> np.ndarray:
     "Triangular filters one semitone wide centred on MIDI pitches `lo` … `hi` − 1, over the rfft bins of `n_fft` samples at `sr` Hz: shape (hi − lo, n_fft // 2 + 1)."
     f = np.fft.rfftfreq(n_fft, 1 / sr); p = 69 + 12 * np.log2(np.maximum(f, 1e-3) / 440)
-    return np.maximum(0, 1 - np.abs(p[None] - np.arange(lo, hi)[:, None])).astype(np.float32)
+    fb = np.maximum(0, 1 - np.abs(p[None] - np.arange(lo, hi)[:, None])).astype(np.float32)
+    fb.setflags(write=False)                          # cached and shared between calls: nobody may change it
+    return fb
 
 def pitch_novelty(y: np.ndarray, sr: int = 16_000, n_fft: int = 4096, hop: int = PITCH_HOP, gain: float = 100.0) -> np.ndarray:
     "Pitch-change novelty of mono `y` at `sr` Hz: semitone bands (`semitone_filterbank`) of a Hann-windowed `n_fft` STFT every `hop` samples, log(1 + `gain` × magnitude / the clip's largest), mean positive rise per frame: shape (frames,), first frame 0."
