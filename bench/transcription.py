@@ -6,7 +6,7 @@
 1. Transcribes every item with audio and given MIDI (basic-pitch, `which="all"`; cached in the dataset's
    `cache/transcribed`, so a second run only reads) and prints the note-level agreement of each transcription
    with the given MIDI: median and 95 % interval (2.5th-97.5th percentile over items) of pitch-class overlap,
-   note F (onset + pitch, 50 ms) and onset F.
+   note F (onset + pitch, 50 ms), onset F, the onset lag (s, > 0: transcribed late) and onset F with it removed.
 2. Runs the feature floor of `00_features` (each feature set standardised on the training items, K-Means with
    k = number of classes, the evaluation protocol's splits and repetitions) on the given sets (`midi`,
    `midi_music` and its blocks) and on the same sets computed from the transcriptions (`midi_transcribed_all`,
@@ -25,7 +25,8 @@ PAIRS = [("midi", "midi_transcribed_all"), ("midi_music", "midi_transcribed_all_
 
 def agreement_summary(q: pd.DataFrame) -> pd.DataFrame:
     "Median and 95 % interval over items of the agreement measures of `transcribe.dataset_agreement`."
-    cols = {"pitch_class_overlap": "pitch-class overlap", "note_f": "note F (onset+pitch)", "onset_f": "onset F"}
+    cols = {"pitch_class_overlap": "pitch-class overlap", "note_f": "note F (onset+pitch)", "onset_f": "onset F",
+            "onset_lag": "onset lag [s]", "onset_f_lag_removed": "onset F, lag removed"}
     return pd.DataFrame({name: {"median": q[c].median(), "2.5 %": q[c].quantile(0.025), "97.5 %": q[c].quantile(0.975)}
                          for c, name in cols.items()}).T.round(3)
 

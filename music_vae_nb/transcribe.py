@@ -17,7 +17,7 @@ from .features import pitch_class_histogram
 
 # %% auto #0
 __all__ = ['INSTALL_HINT', 'NOTE_PARAMS', 'N_OVERLAP_FRAMES', 'has_basic_pitch', 'model_path', 'model_key', 'model_outputs',
-           'transcribe_audio', 'note_array', 'transcription_agreement', 'TranscriptionError', 'read_audio',
+           'transcribe_audio', 'note_array', 'onset_lag', 'transcription_agreement', 'TranscriptionError', 'read_audio',
            'transcribe_file', 'audio_hash', 'transcribed_path', 'transcribe_to', 'transcribe_dataset',
            'dataset_agreement', 'time_transcription']
 
@@ -105,17 +105,29 @@ def note_array(pm) -> np.ndarray:
     return np.array(sorted(rows), dtype=float).reshape(-1, 3)
 
 # %% ../nbs/18_transcribe.ipynb #697aa900
+def onset_lag(reference: np.ndarray, estimate: np.ndarray, max_lag: float = 0.5) -> float:
+    "Median lag (s, > 0: late) of the estimated onsets: for each reference note (rows of `note_array`) with an estimated note of the same pitch class within `max_lag` s, the nearest one's onset minus its own; nan when none has."
+    r, e = np.asarray(reference, float).reshape(-1, 3), np.asarray(estimate, float).reshape(-1, 3)
+    lags = []
+    for t, p in r[:, [0, 2]]:
+        d = e[(e[:, 2] % 12 == p % 12), 0] - t
+        if len(d) and np.abs(d).min() <= max_lag: lags.append(d[np.argmin(np.abs(d))])
+    return float(np.median(lags)) if lags else float("nan")
+
 def transcription_agreement(reference, estimate, onset_tolerance: float = 0.05) -> dict:
-    "note_f/precision/recall (onset + pitch), onset_f (onset only), pitch_class_overlap, n_ref, n_est of two `PrettyMIDI`s."
+    "note_f/precision/recall (onset + pitch), onset_f (onset only), onset_lag (s, `onset_lag`) and onset_f_lag_removed (onset F of the estimate moved back by that lag), pitch_class_overlap, n_ref, n_est of two `PrettyMIDI`s."
     import mir_eval, pretty_midi
     r, e = note_array(reference), note_array(estimate)
-    out = dict(n_ref=len(r), n_est=len(e), note_precision=0.0, note_recall=0.0, note_f=0.0, onset_f=0.0)
+    out = dict(n_ref=len(r), n_est=len(e), note_precision=0.0, note_recall=0.0, note_f=0.0, onset_f=0.0,
+               onset_lag=float("nan"), onset_f_lag_removed=0.0)
     if len(r) and len(e):
         hz = lambda a: pretty_midi.note_number_to_hz(a[:, 2])
         p, rc, f, _ = mir_eval.transcription.precision_recall_f1_overlap(
             r[:, :2], hz(r), e[:, :2], hz(e), onset_tolerance=onset_tolerance, offset_ratio=None)
-        out.update(note_precision=p, note_recall=rc, note_f=f,
-                   onset_f=mir_eval.transcription.onset_precision_recall_f1(r[:, :2], e[:, :2], onset_tolerance)[2])
+        onset_f = lambda est: mir_eval.transcription.onset_precision_recall_f1(r[:, :2], est, onset_tolerance)[2]
+        lag = onset_lag(r, e)
+        out.update(note_precision=p, note_recall=rc, note_f=f, onset_f=onset_f(e[:, :2]), onset_lag=lag,
+                   onset_f_lag_removed=onset_f(np.maximum(e[:, :2] - (lag if np.isfinite(lag) else 0.0), 0.0)))
     hr, he = pitch_class_histogram(reference), pitch_class_histogram(estimate)
     out["pitch_class_overlap"] = float(np.minimum(hr, he).sum()) if hr.sum() and he.sum() else 0.0
     return {k: float(v) if k.startswith(("note_", "onset", "pitch")) else int(v) for k, v in out.items()}
@@ -201,7 +213,7 @@ def dataset_agreement(ds: Dataset, ids: Sequence[str] | None = None, **kwargs) -
                                                  pretty_midi.PrettyMIDI(t.midi_path[id]))}
             for id in ids if t.midi_path[id]]
     return pd.DataFrame(rows, columns=["id", "n_ref", "n_est", "note_precision", "note_recall", "note_f",
-                                       "onset_f", "pitch_class_overlap"])
+                                       "onset_f", "onset_lag", "onset_f_lag_removed", "pitch_class_overlap"])
 
 # %% ../nbs/18_transcribe.ipynb #4775d15f
 def time_transcription(ds: Dataset, ids: Sequence[str] | None = None) -> pd.DataFrame:

@@ -67,6 +67,7 @@ def test_two_voice_fixture_transcribes_back(rendered):
     # measured here: note_f 0.88, onset_f 0.88, pitch-class overlap 0.89, 13 notes for 12
     assert a["note_f"] >= 0.75 and a["onset_f"] >= 0.75 and a["pitch_class_overlap"] >= 0.8, a
     assert a["n_ref"] == 12 and 10 <= a["n_est"] <= 15
+    assert abs(a["onset_lag"]) <= 0.03, a                                       # a plucked sound is heard on time
     same = T.transcribe_audio(np.stack([y, y], axis=1), 16_000)                 # stereo is averaged; deterministic
     np.testing.assert_array_equal(T.note_array(same), notes)
 
@@ -91,9 +92,11 @@ def test_agreement_known_values(bp):
     late = two_voice()
     for i in late.instruments:
         for n in i.notes: n.start += 0.08; n.end += 0.08
-    assert T.transcription_agreement(ref, late)["onset_f"] == 0.0                # 80 ms is outside the 50 ms tolerance
+    c = T.transcription_agreement(ref, late)
+    assert c["onset_f"] == 0.0                                                  # 80 ms is outside the 50 ms tolerance
+    assert abs(c["onset_lag"] - 0.08) < 1e-6 and c["onset_f_lag_removed"] == 1.0  # a constant delay, told apart
     e = T.transcription_agreement(ref, pretty_midi.PrettyMIDI())
-    assert (e["n_est"], e["note_f"], e["pitch_class_overlap"]) == (0, 0.0, 0.0)
+    assert (e["n_est"], e["note_f"], e["pitch_class_overlap"]) == (0, 0.0, 0.0) and np.isnan(e["onset_lag"])
 
 
 def test_item_without_midi_gets_a_transcribed_row_and_cache_is_reused(rendered, tmp_path, monkeypatch):
