@@ -125,9 +125,10 @@ def transcription_agreement(reference, estimate, onset_tolerance: float = 0.05) 
         p, rc, f, _ = mir_eval.transcription.precision_recall_f1_overlap(
             r[:, :2], hz(r), e[:, :2], hz(e), onset_tolerance=onset_tolerance, offset_ratio=None)
         onset_f = lambda est: mir_eval.transcription.onset_precision_recall_f1(r[:, :2], est, onset_tolerance)[2]
-        lag = onset_lag(r, e)
+        lag = onset_lag(r, e); back = e[:, :2] - (lag if np.isfinite(lag) else 0.0)
+        back = back[back[:, 1] > 0]; back[:, 0] = np.maximum(back[:, 0], 0.0)     # notes moved before 0 s are cut there
         out.update(note_precision=p, note_recall=rc, note_f=f, onset_f=onset_f(e[:, :2]), onset_lag=lag,
-                   onset_f_lag_removed=onset_f(np.maximum(e[:, :2] - (lag if np.isfinite(lag) else 0.0), 0.0)))
+                   onset_f_lag_removed=onset_f(back) if len(back) else 0.0)
     hr, he = pitch_class_histogram(reference), pitch_class_histogram(estimate)
     out["pitch_class_overlap"] = float(np.minimum(hr, he).sum()) if hr.sum() and he.sum() else 0.0
     return {k: float(v) if k.startswith(("note_", "onset", "pitch")) else int(v) for k, v in out.items()}

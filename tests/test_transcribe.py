@@ -95,6 +95,8 @@ def test_agreement_known_values(bp):
     c = T.transcription_agreement(ref, late)
     assert c["onset_f"] == 0.0                                                  # 80 ms is outside the 50 ms tolerance
     assert abs(c["onset_lag"] - 0.08) < 1e-6 and c["onset_f_lag_removed"] == 1.0  # a constant delay, told apart
+    late.instruments[0].notes.insert(0, pretty_midi.Note(90, 61, 0.0, 0.02))   # moved back by the lag, it ends before 0 s
+    assert T.transcription_agreement(ref, late)["onset_f_lag_removed"] == 1.0
     e = T.transcription_agreement(ref, pretty_midi.PrettyMIDI())
     assert (e["n_est"], e["note_f"], e["pitch_class_overlap"]) == (0, 0.0, 0.0) and np.isnan(e["onset_lag"])
 
