@@ -15,16 +15,17 @@ from .features import pitch_class_histogram
 
 # %% auto #0
 __all__ = ['SOUNDFONT', 'QUARTER_GRID', 'AC_LAGS', 'BAR_CANDIDATES', 'IOI_BINS', 'METRES', 'TRIPLE_METRES', 'KK_MAJOR',
-           'KK_MINOR', 'OTHER_PROFILES', 'TEMPO_RATIOS', 'PITCH_HOP', 'PITCH_METRE_EVIDENCE', 'MUSIC_BLOCKS',
-           'metre_pattern', 'cadence', 'plucked', 'render', 'midi_notes', 'score_beats', 'onset_train', 'autocorr',
-           'lag_value', 'estimate_beat', 'note_beats', 'declared_metre', 'binned_autocorr', 'metre_features',
-           'metre_template', 'metre_fits', 'triple_evidence', 'beat_accents', 'period_contrast',
-           'triple_duple_evidence', 'triple_cues', 'rhythm_features', 'key_profile_scores', 'estimate_key',
-           'tonality_features', 'pitch_class_counts', 'mode_evidence', 'final_features', 'top_voice', 'melody_features',
-           'midi_music_feature_names', 'midi_music_features', 'onset_envelope', 'beat_phase', 'subdivision_profile',
-           'beat_features', 'comb_period', 'beat_sync', 'spectral_change', 'audio_triple_duple', 'semitone_filterbank',
-           'pitch_novelty', 'fine_period', 'pitch_metre_names', 'pitch_metre_cues', 'beat_chroma',
-           'audio_music_feature_names', 'audio_music_features', 'block_columns']
+           'KK_MINOR', 'OTHER_PROFILES', 'TEMPO_RATIOS', 'PITCH_HOP', 'NOTE_PITCHES', 'HARMONIC_PARTIALS', 'NOTE_BANDS',
+           'PITCH_METRE_EVIDENCE', 'MUSIC_BLOCKS', 'metre_pattern', 'cadence', 'plucked', 'render', 'midi_notes',
+           'score_beats', 'onset_train', 'autocorr', 'lag_value', 'estimate_beat', 'note_beats', 'declared_metre',
+           'binned_autocorr', 'metre_features', 'metre_template', 'metre_fits', 'triple_evidence', 'beat_accents',
+           'period_contrast', 'triple_duple_evidence', 'triple_cues', 'rhythm_features', 'key_profile_scores',
+           'estimate_key', 'tonality_features', 'pitch_class_counts', 'mode_evidence', 'final_features', 'top_voice',
+           'melody_features', 'midi_music_feature_names', 'midi_music_features', 'onset_envelope', 'beat_phase',
+           'subdivision_profile', 'beat_features', 'comb_period', 'beat_sync', 'spectral_change', 'audio_triple_duple',
+           'semitone_filterbank', 'pitch_novelty', 'fine_period', 'pitch_metre_names', 'pitch_beat_grid',
+           'pitch_metre_cues', 'harmonic_kernel', 'slot_spectra', 'pitch_activations', 'heard_notes', 'note_metre_cues',
+           'beat_chroma', 'audio_music_feature_names', 'audio_music_features', 'block_columns']
 
 # %% ../nbs/16_music.ipynb #01322f66
 SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
@@ -427,14 +428,75 @@ def pitch_metre_names() -> list[str]:
     "Column names of `pitch_metre_cues`."
     return [f"pitchnov_metricity_bar{b:g}[beats]" for b in BAR_CANDIDATES] + [f"pitchnov_fit_{m}" for m in METRES]
 
-def pitch_metre_cues(y: np.ndarray, sr: int = 16_000) -> np.ndarray:
-    "The score's metre analysis on audio: metricity of each `BAR_CANDIDATES` bar and `metre_fits` of the `pitch_novelty` of mono `y`, read as onsets on a beat grid (`comb_period` refined by `fine_period`, `beat_phase`) weighted by the novelty over its running maximum (~2 s): shape (5 + len(METRES),)."
+def pitch_beat_grid(y: np.ndarray, sr: int = 16_000) -> tuple[np.ndarray, float, float]:
+    "The `pitch_novelty` of mono `y` and the beat grid it gives: (novelty (frames,), period, phase), the grid in frames of `PITCH_HOP` (`comb_period` refined by `fine_period`, `beat_phase`)."
+    x = pitch_novelty(y, sr); period = fine_period(x, comb_period(x, sr / PITCH_HOP))
+    return x, period, beat_phase(x, period)
+
+def pitch_metre_cues(y: np.ndarray, sr: int = 16_000, grid: tuple | None = None) -> np.ndarray:
+    "The score's metre analysis on audio: metricity of each `BAR_CANDIDATES` bar and `metre_fits` of the `pitch_novelty` of mono `y`, read as onsets on its beat grid (`pitch_beat_grid`, or `grid` when given) weighted by the novelty over its running maximum (~2 s): shape (5 + len(METRES),)."
     from scipy.ndimage import maximum_filter1d
-    x = pitch_novelty(y, sr); fps = sr / PITCH_HOP
-    period = fine_period(x, comb_period(x, fps)); phase = beat_phase(x, period)
-    x = x / np.maximum(maximum_filter1d(x, int(round(2 * fps)) | 1), 1e-9)
+    x, period, phase = grid or pitch_beat_grid(y, sr)
+    x = x / np.maximum(maximum_filter1d(x, int(round(2 * sr / PITCH_HOP)) | 1), 1e-9)
     b = (np.arange(len(x)) - phase) / period; k = b >= 0                # frames -> beats
     return np.concatenate([metre_features(b[k], x[k])[-len(BAR_CANDIDATES):], metre_fits(b[k], x[k])]).astype(np.float32)
+
+# %% ../nbs/16_music.ipynb #fcf8715b
+NOTE_PITCHES = (40, 85)                # MIDI pitches a note heard in audio may have (`heard_notes`), lowest and one past the highest
+HARMONIC_PARTIALS = 6                  # partials of each pitch's spectrum in `pitch_activations`
+NOTE_BANDS = (36, 97)                  # semitone bands (MIDI) the notes are read from: below the lowest pitch, above the highest's partials
+
+@functools.lru_cache(maxsize=4)
+def harmonic_kernel(partials: int = HARMONIC_PARTIALS, bands: tuple = NOTE_BANDS, pitches: tuple = NOTE_PITCHES) -> np.ndarray:
+    "Where the partials of each pitch fall: K[h, b, p] is the share of partial h + 1 of pitch `pitches[0]` + p in semitone band `bands[0]` + b (at p + 12 log2(h + 1), split linearly between the two nearest bands): shape (partials, bands, pitches), read-only."
+    K = np.zeros((partials, bands[1] - bands[0], pitches[1] - pitches[0]), np.float32)
+    for h in range(partials):
+        for j in range(K.shape[2]):
+            x = pitches[0] + j + 12 * np.log2(h + 1) - bands[0]; b = int(np.floor(x)); f = x - b
+            for bb, w in ((b, 1 - f), (b + 1, f)):
+                if 0 <= bb < K.shape[1]: K[h, bb, j] += w
+    K.setflags(write=False)
+    return K
+
+def slot_spectra(y: np.ndarray, period: float, phase: float, sr: int = 16_000, sub: int = 2, n_fft: int = 4096) -> np.ndarray:
+    "Semitone spectrum of mono `y` (bands `NOTE_BANDS`, Hann `n_fft` STFT) at the centre of each 1/`sub` of a beat of the grid `period`, `phase` (frames of `PITCH_HOP`), the mean of 3 frames: shape (bands, slots)."
+    import scipy.fft
+    T = len(y) // PITCH_HOP + 1; n = max(int((T - 1 - phase) / (period / sub)), 0)
+    c = np.round(phase + (np.arange(n) + 0.5) * period / sub).astype(int)
+    fr = np.clip(c[None] + np.arange(-1, 2)[:, None], 0, T - 1).ravel()
+    X = np.lib.stride_tricks.sliding_window_view(np.pad(np.asarray(y, np.float32), n_fft // 2, mode="reflect"), n_fft)[fr * PITCH_HOP]
+    C = semitone_filterbank(n_fft, sr, *NOTE_BANDS) @ np.abs(scipy.fft.rfft(X * np.hanning(n_fft + 1)[:-1].astype(np.float32), axis=1)).T
+    return C.reshape(C.shape[0], 3, n).mean(1)
+
+def pitch_activations(S: np.ndarray, partials: int = HARMONIC_PARTIALS, iterations: int = 50) -> tuple[np.ndarray, np.ndarray]:
+    "How strongly each pitch of `NOTE_PITCHES` sounds in semitone spectra `S` (bands `NOTE_BANDS`, n): non-negative activations of a harmonic dictionary whose partial amplitudes, one profile for every pitch, are learned from `S` itself (no timbre assumed; start 1/h), by alternating multiplicative updates (Euclidean); profile scaled to a maximum of 1, activations weighted by each pitch's spectrum norm: (activations (pitches, n), profile (partials,))."
+    K = harmonic_kernel(partials); nb, npi = K.shape[1:]; K2 = K.reshape(partials, -1)
+    a = 1.0 / np.arange(1, partials + 1, dtype=np.float32)
+    S = np.asarray(S, np.float32) / max(float(np.median(S.sum(0))), 1e-12)
+    W = (a @ K2).reshape(nb, npi); H = np.maximum(W.T @ S, 1e-9)
+    for _ in range(iterations):
+        H *= (W.T @ S) / np.maximum((W.T @ W) @ H, 1e-12)
+        a *= (K2 @ (S @ H.T).ravel()) / np.maximum(K2 @ (W @ (H @ H.T)).ravel(), 1e-12)
+        s = max(float(a.max()), 1e-12); a /= s; H *= s
+        W = (a @ K2).reshape(nb, npi)
+    return H * np.linalg.norm(W, axis=0)[:, None], a
+
+def heard_notes(y: np.ndarray, sr: int = 16_000, grid: tuple | None = None, sub: int = 2, voices: int = 5, floor: float = 0.1) -> np.ndarray:
+    "Notes heard in mono `y`, as rows (onset, offset [beats of the grid from `pitch_beat_grid`, or `grid`], pitch, voice 0): in each 1/`sub`-beat slot the `voices` strongest `pitch_activations` above `floor` × the slot's strongest sound; a run of slots of one pitch is a note: shape (n, 4)."
+    _, period, phase = grid or pitch_beat_grid(y, sr)
+    S = slot_spectra(y, period, phase, sr, sub)
+    if S.shape[1] < 2: return np.zeros((0, 4))
+    H, _ = pitch_activations(S)
+    R = np.zeros(H.shape, np.int8); np.put_along_axis(R, np.argsort(-H, 0)[:voices], 1, 0)
+    R &= H > floor * H.max(0, keepdims=True)
+    d = np.diff(np.pad(R, ((0, 0), (1, 1))), axis=1)
+    p, s = np.nonzero(d == 1); _, e = np.nonzero(d == -1)                 # row-major: the starts and ends of each pitch pair up
+    return np.column_stack([s / sub, e / sub, NOTE_PITCHES[0] + p, np.zeros(len(s))]).astype(float)
+
+def note_metre_cues(y: np.ndarray, sr: int = 16_000, grid: tuple | None = None) -> np.ndarray:
+    "Triple against duple from the notes heard in mono `y` (`heard_notes`): `period_contrast` of the score's first two `beat_accents`, the duration of the notes starting in each beat and the long notes starting on it; each in [−1, 1], > 0 reads triple; zeros without notes: shape (2,)."
+    N = heard_notes(y, sr, grid)
+    return np.array([period_contrast(x) for x in beat_accents(N)[:2]]) if len(N) else np.zeros(2)
 
 # %% ../nbs/16_music.ipynb #9d939f10
 def beat_chroma(chroma: np.ndarray, period: float, phase: float) -> np.ndarray:
@@ -450,18 +512,19 @@ def audio_music_feature_names() -> list[str]:
     "Column names of the `audio_music` vector, in order (units in brackets)."
     return (["tempo[BPM]", "pulse_clarity"] + [f"ac_{r:.3g}x_beat" for r in TEMPO_RATIOS]
             + [f"beat_pos{i}/{QUARTER_GRID}" for i in range(QUARTER_GRID)] + ["triple-duple"]
-            + ["tri-dup_harmony", "tri-cue_harmony"] + pitch_metre_names()
+            + ["tri-dup_harmony", "tri-cue_harmony"] + pitch_metre_names() + ["tri-dup_onsets", "tri-dup_long_notes"]
             + [f"chroma_rel{i}" for i in range(12)] + ["r_major", "r_minor", "major-minor", "key_clarity", "key_margin"]
             + [f"major-minor_{k}" for k in OTHER_PROFILES])
 
 def audio_music_features(y: np.ndarray, sr: int = 16_000, n_fft: int = 1024, hop: int = 256, n_mels: int = 64,
                          top_db: float = 80.0, spec: dict | None = None) -> np.ndarray:
-    "Pulse, subdivision, metre and key-invariant tonality of mono `y` at `sr` Hz (see `audio_music_feature_names`); `spec`: the `features.spectra` of `y`, reused when given: shape (55,)."
+    "Pulse, subdivision, metre and key-invariant tonality of mono `y` at `sr` Hz (see `audio_music_feature_names`); `spec`: the `features.spectra` of `y`, reused when given: shape (57,)."
     from music_vae_nb.features import spectra
     spec = spec or spectra(y, sr, n_fft, hop, n_mels, top_db)
     onset = onset_envelope(spec["mel_db"]); pulse, period, phase = beat_features(onset, sr / hop)
     ev = audio_triple_duple(spec["chroma"], onset, sr / hop)
-    return np.concatenate([pulse, [ev, triple_cues(ev)], pitch_metre_cues(y, sr),
+    grid = pitch_beat_grid(y, sr)                                   # the pitch-change beat grid, shared by two extractors
+    return np.concatenate([pulse, [ev, triple_cues(ev)], pitch_metre_cues(y, sr, grid), note_metre_cues(y, sr, grid),
                            tonality_features(beat_chroma(spec["chroma"], period, phase))]).astype(np.float32)
 
 # %% ../nbs/16_music.ipynb #e954d662

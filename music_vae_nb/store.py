@@ -26,7 +26,7 @@ __all__ = ['FEATURES_VERSION', 'DEFAULT_PARAMS', 'GROUPS', 'FEATURE_NAMES', 'OPT
            'compute_group', 'compute_features', 'feature_summary', 'toy_dataset', 'modality_views', 'features_main']
 
 # %% ../nbs/17_store.ipynb #b78bf3ef
-FEATURES_VERSION = 8   # bump when an extractor changes its numbers: every cache key changes with it
+FEATURES_VERSION = 9   # bump when an extractor changes its numbers: every cache key changes with it
 
 DEFAULT_PARAMS = {
     "audio": dict(sr=16_000, n_fft=1024, hop=256, n_mfcc=20, n_mels=64, n_frames=128, clip_seconds=30.0, top_db=80.0),

@@ -78,7 +78,7 @@ def test_melody_and_final_sonority():
 def test_audio_features_reuse_the_shared_spectra():
     y = M.render(M.cadence(60, "major", 0.6))
     np.testing.assert_array_equal(M.audio_music_features(y), M.audio_music_features(y, spec=spectra(y)))
-    assert M.audio_music_features(y).shape == (len(AUDIO_NAMES),) == (55,)
+    assert M.audio_music_features(y).shape == (len(AUDIO_NAMES),) == (57,)
 
 
 def test_empty_inputs():
@@ -151,10 +151,31 @@ def test_metre_blocks_hold_the_triple_duple_evidence():
     assert und == ["bar_triple-duple"] + [f"tri-dup_{c}" for c in cues[1:]] + [f"tri-cue_{c}" for c in cues]
     assert [MIDI_NAMES[i] for i in M.block_columns(MIDI_NAMES, "metre")] == [n for n in MIDI_NAMES if n.startswith("ts_")] + und
     assert [AUDIO_NAMES[i] for i in M.block_columns(AUDIO_NAMES, "metre_undeclared")] == [
-        "tri-dup_harmony", "tri-cue_harmony", "pitchnov_metricity_bar1.5[beats]", "pitchnov_metricity_bar3[beats]", "pitchnov_fit_3/4"]
+        "tri-dup_harmony", "tri-cue_harmony", "pitchnov_metricity_bar1.5[beats]", "pitchnov_metricity_bar3[beats]", "pitchnov_fit_3/4",
+        "tri-dup_onsets", "tri-dup_long_notes"]
 
 
 def test_pitch_novelty_metre_cues_separate_compound_from_simple_without_a_declaration():
     P = {m: dict(zip(M.pitch_metre_names(), M.pitch_metre_cues(M.render(M.metre_pattern(m, declare=False))))) for m in ("6/8", "2/4")}
     assert all(P["6/8"][c] < P["2/4"][c] - 0.1 for c in ("pitchnov_fit_2/4", "pitchnov_fit_3/4", "pitchnov_fit_4/4")), P
     assert np.isfinite(M.pitch_metre_cues(np.zeros(16_000, np.float32))).all()
+
+
+def test_notes_heard_on_the_beat_grid_read_the_bar_from_audio():
+    K = M.harmonic_kernel()
+    assert K.shape == (M.HARMONIC_PARTIALS, M.NOTE_BANDS[1] - M.NOTE_BANDS[0], M.NOTE_PITCHES[1] - M.NOTE_PITCHES[0])
+    assert K[1, 81 - M.NOTE_BANDS[0], 69 - M.NOTE_PITCHES[0]] == 1.0                   # A4's second partial: A5
+    sr = 16_000; t = np.arange(2 * sr) / sr
+    chord = sum(sum(a * np.sin(2 * np.pi * (h + 1) * 440 * 2 ** ((p - 69) / 12) * t) for h, a in enumerate([1, .5, .33, .25, .2, .16]))
+                for p in (48, 55, 64)).astype(np.float32)
+    H, profile = M.pitch_activations(M.slot_spectra(chord, 16.0, 0.0))
+    assert sorted(M.NOTE_PITCHES[0] + np.argsort(-H.mean(1))[:3]) == [48, 55, 64] and profile.max() == 1.0
+
+    def hymn(bar, beats=60, beat=0.5):                                                 # a chord held for each bar under a melody
+        mel = [(72 + (2, 0, 4)[i % 3], i * beat, (i + 1) * beat) for i in range(beats)]
+        low = [(48 + (0, 5, 7, 0)[(i // bar) % 4] + d, i * beat, (i + bar) * beat) for i in range(0, beats, bar) for d in (0, 4, 7)]
+        return M.render(M._score([mel, low], 120.0))
+    cues = {bar: dict(zip(AUDIO_NAMES, M.audio_music_features(hymn(bar)))) for bar in (3, 4)}
+    assert cues[3]["tri-dup_onsets"] > 0.3 > -0.3 > cues[4]["tri-dup_onsets"], cues
+    assert cues[3]["tri-dup_long_notes"] > cues[4]["tri-dup_long_notes"] + 0.5
+    assert M.note_metre_cues(np.zeros(32_000, np.float32)).tolist() == [0.0, 0.0]
