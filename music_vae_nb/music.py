@@ -23,9 +23,9 @@ __all__ = ['SOUNDFONT', 'QUARTER_GRID', 'AC_LAGS', 'BAR_CANDIDATES', 'IOI_BINS',
            'estimate_key', 'tonality_features', 'pitch_class_counts', 'mode_evidence', 'final_features', 'top_voice',
            'melody_features', 'midi_music_feature_names', 'midi_music_features', 'onset_envelope', 'beat_phase',
            'subdivision_profile', 'beat_features', 'comb_period', 'beat_sync', 'spectral_change', 'audio_triple_duple',
-           'semitone_filterbank', 'pitch_novelty', 'fine_period', 'pitch_metre_names', 'pitch_beat_grid',
-           'pitch_metre_cues', 'harmonic_kernel', 'slot_spectra', 'pitch_activations', 'heard_notes', 'note_metre_cues',
-           'beat_chroma', 'audio_music_feature_names', 'audio_music_features', 'block_columns']
+           'semitone_filterbank', 'semitone_spectrum', 'pitch_novelty', 'fine_period', 'pitch_metre_names',
+           'pitch_beat_grid', 'pitch_metre_cues', 'harmonic_kernel', 'slot_spectra', 'pitch_activations', 'heard_notes',
+           'note_metre_cues', 'beat_chroma', 'audio_music_feature_names', 'audio_music_features', 'block_columns']
 
 # %% ../nbs/16_music.ipynb #01322f66
 SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
@@ -407,12 +407,17 @@ def semitone_filterbank(n_fft: int = 4096, sr: int = 16_000, lo: int = 40, hi: i
     fb.setflags(write=False)                          # cached and shared between calls: nobody may change it
     return fb
 
-def pitch_novelty(y: np.ndarray, sr: int = 16_000, n_fft: int = 4096, hop: int = PITCH_HOP, gain: float = 100.0) -> np.ndarray:
-    "Pitch-change novelty of mono `y` at `sr` Hz: semitone bands (`semitone_filterbank`) of a Hann-windowed `n_fft` STFT every `hop` samples, log(1 + `gain` × magnitude / the clip's largest), mean positive rise per frame: shape (frames,), first frame 0."
+def semitone_spectrum(y: np.ndarray, sr: int = 16_000, n_fft: int = 4096, hop: int = PITCH_HOP, bands: tuple = (40, 88),
+                      frames: np.ndarray | None = None) -> np.ndarray:
+    "Magnitude of mono `y` at `sr` Hz in semitone bands MIDI `bands[0]` … `bands[1]` − 1 (`semitone_filterbank`) of Hann-windowed `n_fft`-sample frames centred every `hop` samples, all of them or only the frame indices `frames`: shape (bands, frames)."
     import scipy.fft
-    w = np.hanning(n_fft + 1)[:-1].astype(np.float32)
-    frames = np.lib.stride_tricks.sliding_window_view(np.pad(np.asarray(y, np.float32), n_fft // 2, mode="reflect"), n_fft)[::hop]
-    C = semitone_filterbank(n_fft, sr) @ np.abs(scipy.fft.rfft(frames * w, axis=1)).T          # (bands, frames)
+    F = np.lib.stride_tricks.sliding_window_view(np.pad(np.asarray(y, np.float32), n_fft // 2, mode="reflect"), n_fft)[::hop]
+    F = F if frames is None else F[frames]
+    return semitone_filterbank(n_fft, sr, *bands) @ np.abs(scipy.fft.rfft(F * np.hanning(n_fft + 1)[:-1].astype(np.float32), axis=1)).T
+
+def pitch_novelty(y: np.ndarray, sr: int = 16_000, n_fft: int = 4096, hop: int = PITCH_HOP, gain: float = 100.0) -> np.ndarray:
+    "Pitch-change novelty of mono `y` at `sr` Hz: the `semitone_spectrum` (MIDI 40–87) of every `hop` samples, log(1 + `gain` × magnitude / the clip's largest), mean positive rise per frame: shape (frames,), first frame 0."
+    C = semitone_spectrum(y, sr, n_fft, hop)
     L = np.log1p(gain * C / max(float(C.max()), 1e-9))
     return np.concatenate([[0.0], np.maximum(np.diff(L, axis=1), 0).mean(0)])
 
@@ -460,12 +465,9 @@ def harmonic_kernel(partials: int = HARMONIC_PARTIALS, bands: tuple = NOTE_BANDS
 
 def slot_spectra(y: np.ndarray, period: float, phase: float, sr: int = 16_000, sub: int = 2, n_fft: int = 4096) -> np.ndarray:
     "Semitone spectrum of mono `y` (bands `NOTE_BANDS`, Hann `n_fft` STFT) at the centre of each 1/`sub` of a beat of the grid `period`, `phase` (frames of `PITCH_HOP`), the mean of 3 frames: shape (bands, slots)."
-    import scipy.fft
     T = len(y) // PITCH_HOP + 1; n = max(int((T - 1 - phase) / (period / sub)), 0)
     c = np.round(phase + (np.arange(n) + 0.5) * period / sub).astype(int)
-    fr = np.clip(c[None] + np.arange(-1, 2)[:, None], 0, T - 1).ravel()
-    X = np.lib.stride_tricks.sliding_window_view(np.pad(np.asarray(y, np.float32), n_fft // 2, mode="reflect"), n_fft)[fr * PITCH_HOP]
-    C = semitone_filterbank(n_fft, sr, *NOTE_BANDS) @ np.abs(scipy.fft.rfft(X * np.hanning(n_fft + 1)[:-1].astype(np.float32), axis=1)).T
+    C = semitone_spectrum(y, sr, n_fft, PITCH_HOP, NOTE_BANDS, np.clip(c[None] + np.arange(-1, 2)[:, None], 0, T - 1).ravel())
     return C.reshape(C.shape[0], 3, n).mean(1)
 
 def pitch_activations(S: np.ndarray, partials: int = HARMONIC_PARTIALS, iterations: int = 50) -> tuple[np.ndarray, np.ndarray]:
