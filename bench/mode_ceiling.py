@@ -37,13 +37,6 @@ def clip_mode(path) -> str:
     return mode
 
 
-def t_interval(v: np.ndarray) -> tuple[float, float]:
-    from scipy import stats
-    if len(v) < 2: return float("nan"), float("nan")
-    h = stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
-    return v.mean() - h, v.mean() + h
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--dataset", default="m21-vocal"); ap.add_argument("--jobs", type=int, default=1)
@@ -52,6 +45,7 @@ def main():
     from joblib import Parallel, delayed
     from sklearn.metrics import adjusted_mutual_info_score as ami
     from music_vae_nb.datasets import load_dataset
+    from music_vae_nb.report import t_interval
     ds = load_dataset(a.dataset); m = ds.manifest[ds.manifest.has_midi & ds.manifest["mode"].notna()]
     modes = Parallel(n_jobs=a.jobs, batch_size=16)(delayed(clip_mode)(ds.midi_file(i)) for i in m.index)
     d = pd.DataFrame({"analysis": modes, "label": m["mode"].to_numpy(), "collection": m.collection.to_numpy(),
