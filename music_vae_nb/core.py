@@ -144,7 +144,7 @@ def save_fig(fig, name: str, quick: bool = False, dataset: str | None = None, sh
 
 # %% ../nbs/10_core.ipynb #741ccc89
 METRIC_COLUMNS = ["dataset", "notebook", "config", "model", "modalities", "features", "fusion", "beta", "latent_dim",
-                  "epochs", "patience", "subsample", "condition", "repetition", "split_seed", "seed", "split", "subset",
+                  "epochs", "patience", "subsample", "condition", "fold", "seed", "split", "subset",
                   "algorithm", "k", "k_rule", "label", "metric", "value"]
 KEY_COLUMNS = METRIC_COLUMNS[:-1]
 

@@ -16,15 +16,16 @@ import pandas as pd
 from .core import data_dir, fingerprint, write_csv, write_json
 
 # %% auto #0
-__all__ = ['BASE_COLUMNS', 'SPLITS', 'SPLIT_FRACTIONS', 'AUDIO_EXTS', 'OTHER_AUDIO_EXTS', 'MIDI_EXTS', 'LYRICS_EXTS',
-           'SILENCE_PEAK', 'REPORT_COLUMNS', 'MODALITY_NAMES', 'SEED1_SUFFIX', 'MATCH_COLUMNS', 'MATCH_RULES',
-           'RESERVED_CSVS', 'MIN_GROUPS', 'MAX_GROUP_SHARE', 'GENRE_COLUMNS', 'GROUP_COLUMNS', 'MODALITY_DIRS',
-           'LABEL_COLUMNS', 'ID_COLUMNS', 'LABEL_FILES', 'META_INFO', 'COVERAGE_FLOOR', 'normalise_manifest',
-           'group_split', 'Dataset', 'save_dataset', 'read_dataset', 'builtin_root', 'quiet_decoder', 'wav_truncated',
-           'check_audio', 'check_midi', 'lyrics_problem', 'read_lyrics', 'validate_rows', 'apply_validation',
-           'write_validation', 'missing_rows', 'is_missing', 'name_key', 'seed_name', 'match_files', 'matched_rows',
-           'read_table', 'choose_groups', 'find_track_csv', 'track_audio_dir', 'layout_root', 'read_csv_layout',
-           'modality_dirs', 'folder_labels', 'read_label_lines', 'line_labels', 'read_metadata', 'read_mirex_layout',
+__all__ = ['BASE_COLUMNS', 'SPLITS', 'SPLIT_FRACTIONS', 'FOLD_SPLITS', 'INNER_FRACTIONS', 'AUDIO_EXTS', 'OTHER_AUDIO_EXTS',
+           'MIDI_EXTS', 'LYRICS_EXTS', 'SILENCE_PEAK', 'REPORT_COLUMNS', 'MODALITY_NAMES', 'SEED1_SUFFIX',
+           'MATCH_COLUMNS', 'MATCH_RULES', 'RESERVED_CSVS', 'MIN_GROUPS', 'MAX_GROUP_SHARE', 'GENRE_COLUMNS',
+           'GROUP_COLUMNS', 'MODALITY_DIRS', 'LABEL_COLUMNS', 'ID_COLUMNS', 'LABEL_FILES', 'META_INFO',
+           'COVERAGE_FLOOR', 'normalise_manifest', 'group_split', 'Dataset', 'fold_split', 'inner_split',
+           'save_dataset', 'read_dataset', 'builtin_root', 'quiet_decoder', 'wav_truncated', 'check_audio',
+           'check_midi', 'lyrics_problem', 'read_lyrics', 'validate_rows', 'apply_validation', 'write_validation',
+           'missing_rows', 'is_missing', 'name_key', 'seed_name', 'match_files', 'matched_rows', 'read_table',
+           'choose_groups', 'find_track_csv', 'track_audio_dir', 'layout_root', 'read_csv_layout', 'modality_dirs',
+           'folder_labels', 'read_label_lines', 'line_labels', 'read_metadata', 'read_mirex_layout',
            'read_manifest_csv', 'detect_layout', 'name_root', 'read_layout', 'slug_of', 'source_fingerprint',
            'user_root', 'coverage_warnings', 'finish_dataset']
 
@@ -119,6 +120,46 @@ def _ids(self: Dataset, split: str = "all", split_seed: int = 0) -> np.ndarray:
     return self.split_ids(split_seed)[split]
 
 Dataset.split_ids, Dataset.ids = _split_ids, _ids
+
+# %% ../nbs/11_data.ipynb #a1d0f002
+FOLD_SPLITS = ("train", "stop", "valid", "test")
+INNER_FRACTIONS = (0.6, 0.1, 0.3)      # of a fold's training part: fit, early stopping, validation (choices)
+
+def fold_split(groups: Sequence[str], strata: Sequence[str] | None = None, n_folds: int = 5, seed: int = 0) -> np.ndarray:
+    "Outer test fold (0..`n_folds`-1) of each item: whole `groups` per fold, stratified by `strata` where it can be: `(n,)` int."
+    from sklearn.model_selection import StratifiedGroupKFold
+    groups = np.asarray(groups, dtype=str)
+    strata = np.asarray(strata if strata is not None else [""] * len(groups), dtype=str)
+    n_groups = len(set(groups.tolist()))
+    if n_groups < n_folds: raise ValueError(f"{n_groups} groups cannot fill {n_folds} outer folds")
+    fold = np.full(len(groups), -1)
+    cv = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    for f, (_, test) in enumerate(cv.split(np.zeros(len(groups)), strata, groups)): fold[test] = f
+    return fold
+
+def inner_split(groups: Sequence[str], strata: Sequence[str] | None = None, seed: int = 0,
+                fractions: Sequence[float] = INNER_FRACTIONS) -> np.ndarray:
+    "`train` / `stop` / `valid` per item of a fold's training part: whole `groups` per side, balanced within each stratum."
+    sp = group_split(groups, strata, fractions=fractions, seed=seed, by_size=False)
+    return np.array([{"train": "train", "valid": "stop", "test": "valid"}[s] for s in sp])
+
+# %% ../nbs/11_data.ipynb #a1d0f005
+def _fold_ids(self: Dataset, fold: int, n_folds: int = 5, seed: int = 0) -> dict:
+    "{'train', 'stop', 'valid', 'test', 'all'} -> ids (manifest order) of outer fold `fold` of `n_folds` (drawn with `seed`)."
+    key = ("folds", n_folds, seed)
+    if key not in self._splits:
+        m = self.manifest
+        self._splits[key] = fold_split(m["group"], m[self.primary_label], n_folds=n_folds, seed=seed)
+    if not 0 <= fold < n_folds: raise ValueError(f"fold {fold} is not one of 0..{n_folds - 1}")
+    if (key, fold) not in self._splits:
+        m, ids, outer = self.manifest, self.manifest.index.to_numpy(dtype=str), self._splits[key]
+        rest = outer != fold
+        sides = np.full(len(ids), "test", dtype=object)
+        sides[rest] = inner_split(m["group"].to_numpy()[rest], m[self.primary_label].to_numpy()[rest], seed=seed * 1000 + fold)
+        self._splits[key, fold] = {**{s: ids[sides == s] for s in FOLD_SPLITS}, "all": ids}
+    return self._splits[key, fold]
+
+Dataset.fold_ids = _fold_ids
 
 # %% ../nbs/11_data.ipynb #abd79ba5
 def save_dataset(root: str | Path, manifest: pd.DataFrame, name: str, labels: Sequence[str],

@@ -121,8 +121,8 @@ def plot_reconstructions(x: np.ndarray, x_hat: np.ndarray, names: Sequence[str] 
 # %% ../nbs/20_plots.ipynb #8d507fe5
 def plot_interval_bars(df: pd.DataFrame, name: str | Sequence[str] = "config", mean: str = "mean", lo: str = "lo",
                        hi: str = "hi", xlabel: str = "mean (95 % interval)", reference: float | None = None,
-                       title: str | None = None, highlight: Sequence[bool] | None = None):
-    "Horizontal bars of `df[mean]` with whiskers `[lo, hi]`, one per row labelled by `name`; returns the figure."
+                       title: str | None = None, highlight: Sequence[bool] | None = None, reference_label: str | None = None):
+    "Horizontal bars of `df[mean]` with whiskers `[lo, hi]`, one per row labelled by `name`; a dashed `reference` line (named `reference_label` in a legend); returns the figure."
     names = [name] if isinstance(name, str) else list(name)
     labels = [" ".join(map(str, r)) for r in df[names].itertuples(index=False)]
     m = df[mean].to_numpy(float); err = np.abs(np.vstack([m - df[lo].to_numpy(float), df[hi].to_numpy(float) - m]))
@@ -130,7 +130,9 @@ def plot_interval_bars(df: pd.DataFrame, name: str | Sequence[str] = "config", m
     colours = ["C1" if h else "C0" for h in highlight] if highlight is not None else "C0"
     ax.barh(np.arange(len(df)), m, xerr=np.nan_to_num(err), color=colours, alpha=0.85, capsize=3)
     ax.set_yticks(np.arange(len(df)), labels, fontsize=8); ax.invert_yaxis(); ax.set_xlabel(xlabel)
-    if reference is not None: ax.axvline(reference, color="k", ls="--", lw=1)
+    if reference is not None:
+        ax.axvline(reference, color="k", ls="--", lw=1, label=reference_label)
+        if reference_label: ax.legend(fontsize=7, loc="lower right")
     if title: ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return fig

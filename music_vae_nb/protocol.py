@@ -17,8 +17,9 @@ from .cluster import (ALGORITHMS, DENSITY, choose_k, cluster, default_k_rule, ex
                                   internal_scores, n_clusters)
 
 # %% auto #0
-__all__ = ['BASELINES', 'label_frame', 'scored_labels', 'Protocol', 'score_embedding', 'near_copies', 'random_assignment',
-           'baseline_rows']
+__all__ = ['SOURCE_COLUMNS', 'SOURCE_VIEWS', 'ANALYSIS_WORDS', 'BASELINES', 'label_frame', 'merged_labels', 'scored_labels',
+           'Protocol', 'score_embedding', 'near_copies', 'label_guards', 'guarded_columns', 'guarded_labels',
+           'analysis_labels', 'random_assignment', 'baseline_rows']
 
 # %% ../nbs/21_protocol.ipynb #465512df
 def label_frame(ds, ids: Sequence[str], labels: Sequence[str]) -> pd.DataFrame:
@@ -31,12 +32,30 @@ def label_frame(ds, ids: Sequence[str], labels: Sequence[str]) -> pd.DataFrame:
     if missing: raise KeyError(f"{len(missing)} ids not in the manifest, e.g. {missing[:3]}")
     return man.loc[ids, list(labels)].astype(str).replace("", np.nan)
 
-def scored_labels(ds, ids: Sequence[str] | None = None, max_classes: int = 12) -> list[str]:
-    "The labels of `ds` worth scoring on `ids` (all items when None): 2..`max_classes` classes, no bookkeeping column."
+def _one_partition(a: pd.Series, b: pd.Series, min_nmi: float) -> bool:
+    from sklearn.metrics import normalized_mutual_info_score
+    both = a.notna() & b.notna()
+    return bool(both.sum()) and normalized_mutual_info_score(a[both], b[both]) >= min_nmi
+
+def merged_labels(ds, ids: Sequence[str] | None = None, max_classes: int = 12, min_nmi: float = 0.99) -> dict[str, str]:
+    "{label: the earlier label it repeats}: labels of `ds` that are one partition with an earlier one (NMI >= `min_nmi`), scored once."
     skip = set((getattr(ds, "info", None) or {}).get("bookkeeping_labels", []))
     ids = list(ds.manifest.index.astype(str)) if ids is None else ids
     y = label_frame(ds, ids, [l for l in ds.labels if l not in skip and l in ds.manifest.columns])
-    return [l for l in y.columns if 2 <= y[l].nunique() <= max_classes]
+    keep, out = [], {}
+    for l in [l for l in y.columns if 2 <= y[l].nunique() <= max_classes]:
+        same = next((k for k in keep if _one_partition(y[k], y[l], min_nmi)), None)
+        if same is None: keep.append(l)
+        else: out[l] = same
+    return out
+
+def scored_labels(ds, ids: Sequence[str] | None = None, max_classes: int = 12) -> list[str]:
+    "The labels of `ds` worth scoring on `ids` (all items when None): 2..`max_classes` classes, no bookkeeping column, a label that repeats an earlier one (`merged_labels`) once."
+    skip = set((getattr(ds, "info", None) or {}).get("bookkeeping_labels", []))
+    ids = list(ds.manifest.index.astype(str)) if ids is None else ids
+    y = label_frame(ds, ids, [l for l in ds.labels if l not in skip and l in ds.manifest.columns])
+    same = merged_labels(ds, ids, max_classes)
+    return [l for l in y.columns if 2 <= y[l].nunique() <= max_classes and l not in same]
 
 # %% ../nbs/21_protocol.ipynb #4777ea61
 @dataclass
@@ -148,6 +167,46 @@ def near_copies(ds, label: str, labels: Sequence[str], min_nmi: float = 0.5) -> 
         if len(y) and normalized_mutual_info_score(y[label], y[l]) >= min_nmi: out.append(l)
     return out
 
+# %% ../nbs/21_protocol.ipynb #c0ffee02
+SOURCE_COLUMNS = {   # words in a label's recorded source -> prefixes of feature columns read from that source
+    "time signature": ("ts_",),
+    "key signature": ("keysig_",),
+    "key analysis": ("major-minor_ae", "major-minor_notes_ae"),     # music21's default key profile (Aarden-Essen)
+}
+SOURCE_VIEWS = {"lyrics": ("lyrics",), "words": ("lyrics",), "title": ("lyrics",)}   # words -> views (name prefixes) that read it
+ANALYSIS_WORDS = ("analysis",)
+
+def label_guards(ds, labels: Sequence[str] | None = None) -> dict[str, dict]:
+    "{label: dict(source, columns, views, analysis)} for `labels` of `ds` (default all): what must stay out of the inputs scored on each."
+    info = getattr(ds, "info", None) or {}
+    given, sources = info.get("label_guards", {}) or {}, info.get("label_sources", {}) or {}
+    out = {}
+    for l in (labels if labels is not None else ds.labels):
+        src = str(sources.get(l, "")); low = src.lower()
+        g = dict(source=src, columns=[p for w, ps in SOURCE_COLUMNS.items() if w in low for p in ps],
+                 views=[p for w, ps in SOURCE_VIEWS.items() if w in low for p in ps],
+                 analysis=any(w in low for w in ANALYSIS_WORDS))
+        g.update({k: v for k, v in (given.get(l) or {}).items() if k in ("columns", "views", "analysis")})
+        g["columns"], g["views"] = sorted(set(g["columns"])), sorted(set(g["views"]))
+        out[l] = g
+    return out
+
+def guarded_columns(columns: Sequence[str], guards: Mapping[str, dict]) -> dict[str, list[str]]:
+    "{column: [labels whose source it reads]} for the `columns` that some guard in `guards` keeps out."
+    out = {}
+    for c in columns:
+        hit = [l for l, g in guards.items() if any(str(c).startswith(p) for p in g["columns"])]
+        if hit: out[c] = hit
+    return out
+
+def guarded_labels(views: Sequence[str], guards: Mapping[str, dict]) -> list[str]:
+    "Labels that a representation reading `views` (modality or feature-set names) must not be scored on."
+    return [l for l, g in guards.items() if any(str(v).startswith(p) for v in views for p in g["views"])]
+
+def analysis_labels(ds, labels: Sequence[str] | None = None) -> list[str]:
+    "The labels of `ds` that are an analysis of the music (kept out of headline findings)."
+    return [l for l, g in label_guards(ds, labels).items() if g["analysis"]]
+
 # %% ../nbs/21_protocol.ipynb #a4f02fd3
 BASELINES = ("majority", "random")
 
@@ -157,21 +216,20 @@ def random_assignment(n: int, k: int, seed: int = 0) -> np.ndarray:
 
 def baseline_rows(rows: Sequence[dict] | pd.DataFrame, ds, split_ids: Mapping[int, Mapping[str, Sequence[str]]],
                   notebook: str = "") -> list[dict]:
-    "Random (at every k used) and majority baseline rows for the scored `rows`; `split_ids[repetition][split]` are the ids."
+    "Random (at every k used) and majority baseline rows for the scored `rows`; `split_ids[fold][split]` are the ids."
     R = pd.DataFrame(rows)
     if R.empty: return []
     R = R[(R.label != "") & ~R.model.isin(BASELINES)]
-    need = R[["repetition", "split", "subset", "label", "k"]].drop_duplicates()
+    need = R[["fold", "split", "subset", "label", "k"]].drop_duplicates()
     out = []
-    for (rep, split, subset, label), g in need.groupby(["repetition", "split", "subset", "label"], sort=True):
+    for (rep, split, subset, label), g in need.groupby(["fold", "split", "subset", "label"], sort=True):
         ids = list(split_ids[int(rep)][split])
         y = label_frame(ds, ids, [label])[label]
         if subset:
             w, v = subset.split("=", 1)
             y = y[(label_frame(ds, ids, [w])[w] == v).to_numpy()]
         y = y.dropna()
-        keys = dict(dataset=ds.name, notebook=notebook, split=split, subset=subset, label=label, repetition=rep,
-                    split_seed=rep, seed=rep)
+        keys = dict(dataset=ds.name, notebook=notebook, split=split, subset=subset, label=label, fold=rep, seed=rep)
         out += metric_rows(external_scores(y.to_numpy(), np.zeros(len(y), int)), **keys, model="majority",
                            algorithm="majority", k=1, k_rule="")
         for k in sorted(k for k in set(g.k.astype(int)) if k >= 2):      # one cluster (or none) needs no draw

@@ -16,22 +16,26 @@ from sklearn.metrics import adjusted_mutual_info_score, adjusted_rand_score, nor
 from . import plots
 
 # %% auto #0
-__all__ = ['CONFIG_KEYS', 'REPETITION_KEYS', 'BASELINES', 'BASELINE_KEYS', 'FIXED_K_RULES', 'NUMERIC_KEYS', 'SUMMARY_COLUMNS',
-           'SELECT_BY', 'SCORES', 'key_text', 'tidy', 'synthetic_metrics', 't_interval', 'dedupe', 'summarise', 'match',
-           'select_on_valid', 'verdict', 'paired_difference', 'group_bootstrap', 'repetition_stability', 'is_fused',
-           'describe', 'fmt_interval', 'finding_table', 'findings', 'label_confounds', 'scores_within',
-           'within_choice_table', 'within_sentences', 'best_per', 'headline_table', 'interval_table', 'png_bytes',
-           'table_html', 'make_report_html', 'standard_sections', 'representation_table', 'comparison_sentence',
-           'beta_table', 'suite_table']
+__all__ = ['CONFIG_KEYS', 'FOLD_KEYS', 'BASELINES', 'BASELINE_KEYS', 'FIXED_K_RULES', 'NUMERIC_KEYS', 'METRIC_RANGE',
+           'SUMMARY_COLUMNS', 'SELECT_BY', 'CHOICE_COLUMNS', 'SCORES', 'MODEL_NAMES', 'ALGORITHM_NAMES', 'FAMILIES',
+           'GENERIC', 'FINDING_COLUMNS', 'key_text', 'tidy', 'synthetic_metrics', 't_interval', 'fold_ratio',
+           'corrected_t_interval', 'corrected_t_pvalue', 'holm', 'dedupe', 'clip_interval', 'summarise', 'match',
+           'fold_choices', 'selection_summary', 'select_on_valid', 'verdict', 'paired_choices', 'paired_difference',
+           'group_bootstrap', 'fold_stability', 'is_fused', 'describe', 'family', 'fmt_interval', 'finding_table',
+           'findings', 'label_confounds', 'scores_within', 'within_choice_table', 'within_sentences', 'best_per',
+           'chosen_values', 'headline_table', 'family_table', 'interval_table', 'png_bytes', 'table_html',
+           'make_report_html', 'standard_sections', 'representation_table', 'comparison_sentence', 'beta_table',
+           'suite_table']
 
 # %% ../nbs/22_report.ipynb #d42ac534
 CONFIG_KEYS = ["dataset", "notebook", "config", "model", "modalities", "features", "fusion", "beta", "latent_dim",
                "epochs", "patience", "subsample", "condition", "split", "subset", "algorithm", "k_rule", "label", "metric"]
-REPETITION_KEYS = ["repetition", "split_seed", "seed"]
+FOLD_KEYS = ["fold", "seed"]
 BASELINES = ("majority", "random")
-BASELINE_KEYS = ["dataset", "model", "split", "subset", "label", "metric", "repetition", "k"]
+BASELINE_KEYS = ["dataset", "model", "split", "subset", "label", "metric", "fold", "k"]
 FIXED_K_RULES = ("", "n_classes", "fixed")
-NUMERIC_KEYS = ("beta", "latent_dim", "epochs", "patience", "subsample", "repetition", "split_seed", "seed", "k")
+NUMERIC_KEYS = ("beta", "latent_dim", "epochs", "patience", "subsample", "fold", "seed", "k")
+METRIC_RANGE = {"ami": (-1.0, 1.0), "ari": (-1.0, 1.0), "nmi": (0.0, 1.0), "purity": (0.0, 1.0)}
 
 # %% ../nbs/22_report.ipynb #a2dff1df
 def key_text(value, numeric: bool = False) -> str:
@@ -46,12 +50,13 @@ def key_text(value, numeric: bool = False) -> str:
 def tidy(df: pd.DataFrame) -> pd.DataFrame:
     "Copy of the metrics table `df` with every key column present as text and `value` as float."
     d = df.copy()
-    for c in [*CONFIG_KEYS, *REPETITION_KEYS, "k"]:
+    if "fold" not in d.columns and "repetition" in d.columns: d["fold"] = d["repetition"]   # tables of older runs
+    for c in [*CONFIG_KEYS, *FOLD_KEYS, "k"]:
         if c not in d.columns: d[c] = ""; continue
         codes, uniques = pd.factorize(d[c])                     # each distinct value is converted once
         text = np.array([key_text(u, c in NUMERIC_KEYS) for u in uniques] + [""], dtype=object)
         d[c] = text[codes]                                      # code -1 (missing) -> ""
-    d["repetition"] = d["repetition"].where(d["repetition"] != "", d["seed"])
+    d["fold"] = d["fold"].where(d["fold"] != "", d["seed"])
     d["value"] = pd.to_numeric(d["value"], errors="coerce")
     fixed = d.model.isin(BASELINES) | ((d.label == "") & d.k_rule.isin(FIXED_K_RULES))
     d["k_key"] = np.where(fixed, d["k"], "")
@@ -85,24 +90,51 @@ def synthetic_metrics() -> pd.DataFrame:
                        latent_dim=8, epochs=50 if model == "vae" else "", patience=10 if model == "vae" else "")
         for (label, (mv, mt)), (split, r) in itertools.product(means.items(), itertools.product(("valid", "test"), range(5))):
             v = (mv if split == "valid" else mt) + _REP_EFFECT[r] + np.roll(_WIGGLE, i)[r] * (1 + i / 10)
-            rows.append(_synth_row(notebook=nb, config=config, model=model, modalities=mods, beta=beta, repetition=r,
-                                   split_seed=r, seed=r, split=split, algorithm=algo, k=_K[label], k_rule="n_classes",
+            rows.append(_synth_row(notebook=nb, config=config, model=model, modalities=mods, beta=beta, fold=r,
+                                   split=split, algorithm=algo, k=_K[label], k_rule="n_classes",
                                    label=label, value=round(v, 6), **learned))
     for nb, model, split, label, r in itertools.product(("02_medium", "03_hard"), BASELINES, ("valid", "test"), _K, range(5)):
         v = 0.0 if model == "majority" else [.01, -.01, 0., .005, -.005][r]
-        rows.append(_synth_row(notebook=nb, model=model, algorithm=model, k=_K[label], repetition=r, split_seed=r, seed=r,
+        rows.append(_synth_row(notebook=nb, model=model, algorithm=model, k=_K[label], fold=r, seed=r,
                                split=split, label=label, value=v))
     for value, r in itertools.product(("a", "b"), range(5)):     # `era` scored within each value of `style`
         rows.append({**rows[15 + r], "subset": f"style={value}", "value": round((.30 if value == "a" else .10) + _REP_EFFECT[r], 6)})
     return pd.DataFrame(rows)
 
 # %% ../nbs/22_report.ipynb #ccb50549
-def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float]:
-    "Two-sided t-interval of the mean of `values` (NaN bounds with fewer than 2 finite values)."
+def t_interval(values: Sequence[float], level: float = 0.95, test_train_ratio: float = 0.0) -> tuple[float, float]:
+    "Two-sided t-interval of the mean of `values`, its variance corrected by `test_train_ratio` (Nadeau-Bengio; 0: plain t); NaN bounds with fewer than 2 finite values."
     v = np.asarray(values, dtype=float); v = v[np.isfinite(v)]
     if len(v) < 2: return (np.nan, np.nan)
-    h = stats.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
+    h = stats.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) * np.sqrt(1 / len(v) + test_train_ratio)
     return (float(v.mean() - h), float(v.mean() + h))
+
+def fold_ratio(n_folds: int) -> float:
+    "n_test / n_train of `n_folds`-fold cross-validation: 1 / (n_folds - 1) (0 for fewer than 2 folds)."
+    return 1.0 / (n_folds - 1) if n_folds >= 2 else 0.0
+
+def corrected_t_interval(values: Sequence[float], level: float = 0.95, n_folds: int | None = None) -> tuple[float, float]:
+    "The Nadeau-Bengio corrected t-interval of the mean of per-fold `values` (`n_folds`: None = one value per fold)."
+    n = int(np.isfinite(np.asarray(values, dtype=float)).sum()) if n_folds is None else n_folds
+    return t_interval(values, level, fold_ratio(n))
+
+def corrected_t_pvalue(values: Sequence[float], n_folds: int | None = None) -> float:
+    "Two-sided p-value of 'the mean of per-fold `values` is 0' under the corrected resampled t (NaN with < 2 values)."
+    v = np.asarray(values, dtype=float); v = v[np.isfinite(v)]
+    if len(v) < 2: return np.nan
+    se = v.std(ddof=1) * np.sqrt(1 / len(v) + fold_ratio(n_folds or len(v)))
+    if se == 0: return 0.0 if v.mean() != 0 else 1.0
+    return float(2 * stats.t.sf(abs(v.mean()) / se, len(v) - 1))
+
+def holm(pvalues: Sequence[float]) -> np.ndarray:
+    "Holm's step-down adjusted p-values (NaN stays NaN and does not count as a test)."
+    p = np.asarray(pvalues, dtype=float); out = np.full(len(p), np.nan)
+    ok = np.flatnonzero(np.isfinite(p)); m = len(ok)
+    order = ok[np.argsort(p[ok], kind="stable")]
+    running = 0.0
+    for i, j in enumerate(order):
+        running = max(running, min(1.0, (m - i) * p[j])); out[j] = running
+    return out
 
 # %% ../nbs/22_report.ipynb #61f44e39
 def dedupe(df: pd.DataFrame) -> pd.DataFrame:
@@ -110,11 +142,11 @@ def dedupe(df: pd.DataFrame) -> pd.DataFrame:
     d = tidy(df)
     base = d.model.isin(BASELINES)
     b = d[base].drop_duplicates(BASELINE_KEYS).assign(notebook="")
-    m = d[~base].drop_duplicates([*CONFIG_KEYS, "k_key", "repetition", "value"])
-    clash = m.duplicated([*CONFIG_KEYS, "k_key", "repetition"], keep=False)
+    m = d[~base].drop_duplicates([*CONFIG_KEYS, "k_key", "fold", "value"])
+    clash = m.duplicated([*CONFIG_KEYS, "k_key", "fold"], keep=False)
     if clash.any():
         r = m[clash].iloc[0]
-        raise ValueError(f"{int(clash.sum())} rows share every key and repetition but differ in value, e.g. "
+        raise ValueError(f"{int(clash.sum())} rows share every key and fold but differ in value, e.g. "
                          f"{dict(r[['notebook', 'config', 'model', 'modalities', 'algorithm', 'label', 'metric']])}: "
                          "the config key does not tell the trainings apart")
     return pd.concat([m, b], ignore_index=True)
@@ -122,19 +154,31 @@ def dedupe(df: pd.DataFrame) -> pd.DataFrame:
 # %% ../nbs/22_report.ipynb #1302e3fb
 SUMMARY_COLUMNS = [*CONFIG_KEYS, "k", "mean", "sd", "n", "lo", "hi"]
 
+def clip_interval(lo, hi, metric: str):
+    "`lo`, `hi` (scalars or arrays) clipped to the range of `metric` (`METRIC_RANGE`; other metrics unchanged)."
+    if metric not in METRIC_RANGE: return lo, hi
+    a, b = METRIC_RANGE[metric]
+    return np.clip(lo, a, b), np.clip(hi, a, b)
+
 def _summary(part: pd.DataFrame, keys: list[str], level: float) -> pd.DataFrame:
     s = part.groupby(keys, sort=False, dropna=False)["value"].agg(mean="mean", sd="std", n="count")
     n = s["n"].to_numpy(float)
-    with np.errstate(invalid="ignore", divide="ignore"):        # the same interval as t_interval, for all groups at once
-        h = np.where(n > 1, stats.t.ppf(0.5 + level / 2, np.maximum(n - 1, 1)) * s["sd"].to_numpy() / np.sqrt(n), np.nan)
+    K = max(part["fold"].nunique(), 2) if "fold" in part.columns else 2
+    with np.errstate(invalid="ignore", divide="ignore"):        # the corrected interval of t_interval, for all groups at once
+        h = np.where(n > 1, stats.t.ppf(0.5 + level / 2, np.maximum(n - 1, 1)) * s["sd"].to_numpy()
+                     * np.sqrt(1 / np.maximum(n, 1) + fold_ratio(K)), np.nan)
     s["lo"], s["hi"] = s["mean"] - h, s["mean"] + h
+    if "metric" in keys:
+        for m in s.index.get_level_values("metric").unique():
+            sel = s.index.get_level_values("metric") == m
+            s.loc[sel, "lo"], s.loc[sel, "hi"] = clip_interval(s.loc[sel, "lo"].to_numpy(), s.loc[sel, "hi"].to_numpy(), m)
     if "k" not in keys:
         s["k"] = part.groupby(keys, sort=False, dropna=False)["k"].agg(
             lambda v: ",".join(sorted(set(v), key=lambda x: (len(x), x))))
     return s.reset_index()
 
 def summarise(df: pd.DataFrame, keys: Sequence[str] = CONFIG_KEYS, level: float = 0.95) -> pd.DataFrame:
-    "Mean, sd, n and `level` t-interval over repetitions of every configuration (full key) of the table `df`."
+    "Mean, sd, n and `level` corrected t-interval over folds of every configuration (full key) of the table `df`."
     return _summarise(dedupe(df), keys, level)
 
 def _summarise(d: pd.DataFrame, keys: Sequence[str] = CONFIG_KEYS, level: float = 0.95) -> pd.DataFrame:
@@ -157,27 +201,57 @@ def match(df: pd.DataFrame, spec: Mapping | None = None) -> pd.DataFrame:
     return df[mask]
 
 # %% ../nbs/22_report.ipynb #e52ad17d
+CHOICE_COLUMNS = ["fold", *SELECT_BY, "k_key", "k", "valid", "test", "n_candidates"]
+
+def fold_choices(d: pd.DataFrame, label: str, metric: str = "ami", candidates: Mapping | None = None, subset: str = "",
+                 valid: str = "valid", test: str = "test") -> pd.DataFrame:
+    "One row per outer fold: the candidate of the tidy `d` best on that fold's `valid`, its `valid` and `test` scores and the number of candidates."
+    d = match(d[(d.label == label) & (d.metric == metric) & (d.subset == subset) & ~d.model.isin(BASELINES)], candidates)
+    key = ["fold", *SELECT_BY, "k_key"]
+    v = d[d.split == valid].set_index(key)["value"].rename("valid")
+    t = d[d.split == test].set_index(key)[["value", "k"]].rename(columns={"value": "test"})
+    if v.index.duplicated().any() or t.index.duplicated().any():
+        raise ValueError(f"{SELECT_BY} does not identify one configuration per fold; add keys that differ")
+    j = t.join(v, how="inner").dropna(subset=["valid"]).reset_index()
+    if j.empty: return pd.DataFrame(columns=CHOICE_COLUMNS)
+    j = j.sort_values(key, kind="stable")                       # ties go to the first candidate in key order: deterministic
+    best = j.loc[j.groupby("fold", sort=True)["valid"].idxmax()]
+    return best.assign(n_candidates=j.groupby("fold")["valid"].size().loc[best.fold].to_numpy())[CHOICE_COLUMNS].reset_index(drop=True)
+
+def _mode(values) -> str:
+    "The most frequent of `values` (ties: the first in sorted order)."
+    s = pd.Series(list(values), dtype=object).value_counts()
+    return sorted(s.index[s == s.max()])[0] if len(s) else ""
+
+def selection_summary(ch: pd.DataFrame, metric: str = "ami", level: float = 0.95) -> dict:
+    "Mean over folds of the fold-wise choices `ch` (from `fold_choices`): test mean with its corrected interval, valid mean, drop, budget, and the most chosen configuration."
+    lo, hi = clip_interval(*corrected_t_interval(ch["test"], level), metric)
+    top = ch[ch.config == _mode(ch.config)].iloc[0] if len(ch) else {}
+    return {**{c: top[c] for c in SELECT_BY}, "k": ",".join(sorted(set(ch["k"]), key=lambda x: (len(x), x))),
+            "valid_mean": ch["valid"].mean(), "test_mean": ch["test"].mean(), "test_lo": lo, "test_hi": hi, "n": len(ch),
+            "drop": ch["valid"].mean() - ch["test"].mean(), "budget": ch["n_candidates"].mean(),
+            "choices": int(ch[list(SELECT_BY)].drop_duplicates().shape[0])}
+
 def select_on_valid(df: pd.DataFrame, label: str, metric: str = "ami", candidates: Mapping | None = None,
-                    by: Sequence[str] = SELECT_BY, subset: str = "", valid: str = "valid", test: str = "test") -> pd.DataFrame:
-    "Two rows: the configuration `by` best on `valid` (selection 'valid') and the best on `test` ('oracle (test)'), with test stats."
-    return _select(dedupe(df), label, metric, candidates, by, subset, valid, test)
+                    subset: str = "", valid: str = "valid", test: str = "test") -> pd.DataFrame:
+    "Two rows: the fold-wise choice on `valid` (selection 'valid', summarised over folds) and the best on mean `test` ('oracle (test)')."
+    return _select(dedupe(df), label, metric, candidates, subset, valid, test)
 
 def _select(d: pd.DataFrame, label: str, metric: str = "ami", candidates: Mapping | None = None,
-            by: Sequence[str] = SELECT_BY, subset: str = "", valid: str = "valid", test: str = "test") -> pd.DataFrame:
+            subset: str = "", valid: str = "valid", test: str = "test") -> pd.DataFrame:
     "`select_on_valid` of a table `dedupe` made, or rows of one."
-    d = match(d[(d.label == label) & (d.metric == metric) & (d.subset == subset) & ~d.model.isin(BASELINES)], candidates)
-    S, by = _summarise(d), list(by)
-    v, t = S[S.split == valid], S[S.split == test]
-    if v.duplicated(by).any() or t.duplicated(by).any():
-        raise ValueError(f"{by} does not identify one configuration; add keys that differ")
-    info = [c for c in CONFIG_KEYS if c not in (*by, "split", "subset", "label", "metric")]
-    m = v[[*by, *info, "mean"]].rename(columns={"mean": "valid_mean"}).merge(
-        t[[*by, "mean", "lo", "hi", "n", "k"]].rename(columns={"mean": "test_mean", "lo": "test_lo", "hi": "test_hi"}), on=by)
-    cols = ["selection", *by, *info, "k", "valid_mean", "test_mean", "test_lo", "test_hi", "n"]
-    if m.empty: return pd.DataFrame(columns=cols)
-    out = pd.concat([m.loc[[m.valid_mean.idxmax()]].assign(selection="valid"),
-                     m.loc[[m.test_mean.idxmax()]].assign(selection="oracle (test)")], ignore_index=True)
-    return out.assign(label=label, metric=metric)[[*cols, "label", "metric"]]
+    cols = ["selection", *SELECT_BY, "k", "valid_mean", "test_mean", "test_lo", "test_hi", "n", "drop", "budget", "choices"]
+    ch = fold_choices(d, label, metric, candidates, subset, valid, test)
+    if ch.empty: return pd.DataFrame(columns=[*cols, "label", "metric"])
+    rows = [dict(selection="valid", **selection_summary(ch, metric))]
+    c = match(d[(d.label == label) & (d.metric == metric) & (d.subset == subset) & ~d.model.isin(BASELINES)], candidates)
+    S = _summarise(c)
+    t, v = S[S.split == test], S[S.split == valid].set_index([*SELECT_BY, "k_key"] if "k_key" in S else list(SELECT_BY))["mean"]
+    if len(t):
+        o = t.loc[t["mean"].idxmax()]
+        rows.append(dict(selection="oracle (test)", **{k: o[k] for k in SELECT_BY}, k=o["k"], valid_mean=np.nan, test_mean=o["mean"],
+                         test_lo=o["lo"], test_hi=o["hi"], n=o["n"], drop=np.nan, budget=np.nan, choices=1))
+    return pd.DataFrame(rows).assign(label=label, metric=metric)[[*cols, "label", "metric"]]
 
 # %% ../nbs/22_report.ipynb #d860780e
 def verdict(lo: float, hi: float) -> str:
@@ -187,23 +261,28 @@ def verdict(lo: float, hi: float) -> str:
     return "not distinguishable"
 
 # %% ../nbs/22_report.ipynb #4a54feaf
+def paired_choices(a: pd.DataFrame, b: pd.DataFrame, n_folds: int | None = None) -> dict:
+    "Per-fold `a - b` of the test scores of two `fold_choices` tables: dict(mean_a, mean_b, diff, lo, hi, p, n, verdict, diffs), corrected t over folds."
+    j = pd.concat([a.set_index("fold")["test"], b.set_index("fold")["test"]], axis=1, keys=["a", "b"], join="inner").dropna()
+    diffs = j["a"] - j["b"]; K = n_folds or len(diffs)
+    lo, hi = t_interval(diffs, 0.95, fold_ratio(K)); p = corrected_t_pvalue(diffs, K)
+    return dict(mean_a=float(j["a"].mean()), mean_b=float(j["b"].mean()), diff=float(diffs.mean()), lo=lo, hi=hi, p=p,
+                n=len(diffs), verdict=verdict(lo, hi), diffs=diffs)
+
 def paired_difference(df: pd.DataFrame, a: Mapping, b: Mapping, label: str, metric: str = "ami", split: str = "test",
                       subset: str | None = "") -> dict:
-    "Per-repetition `a - b` of `metric` for `label` on `split`: dict(mean_a, mean_b, diff, lo, hi, n, verdict, diffs)."
+    "Per-fold `a - b` of `metric` for `label` on `split` of two fixed configurations: dict(mean_a, mean_b, diff, lo, hi, p, n, verdict, diffs)."
     d = dedupe(df)
     d = d[(d.label == label) & (d.metric == metric) & (d.split == split)]
     if subset is not None: d = d[d.subset == subset]
     sides = []
     for name, spec in (("a", a), ("b", b)):
         s = match(d, spec)
-        if s.duplicated(["repetition", "subset"]).any():
+        if s.duplicated(["fold", "subset"]).any():
             varying = [c for c in (*CONFIG_KEYS, "k") if s[c].nunique() > 1]
-            raise ValueError(f"{name} = {dict(spec)} matches several rows per repetition (they differ in {varying})")
-        sides.append(s.set_index(["repetition", "subset"])["value"])
-    j = pd.concat(sides, axis=1, keys=["a", "b"], join="inner").dropna()
-    diffs = j["a"] - j["b"]; lo, hi = t_interval(diffs)
-    return dict(mean_a=float(j["a"].mean()), mean_b=float(j["b"].mean()), diff=float(diffs.mean()), lo=lo, hi=hi,
-                n=len(diffs), verdict=verdict(lo, hi), diffs=diffs)
+            raise ValueError(f"{name} = {dict(spec)} matches several rows per fold (they differ in {varying})")
+        sides.append(s.set_index(["fold", "subset"])["value"].rename("test").reset_index())
+    return paired_choices(*sides)
 
 # %% ../nbs/22_report.ipynb #d78ea3fd
 SCORES = {"ami": adjusted_mutual_info_score, "nmi": normalized_mutual_info_score, "ari": adjusted_rand_score}
@@ -221,16 +300,16 @@ def group_bootstrap(y_true: Sequence, y_pred: Sequence, groups: Sequence, metric
     return tuple(float(q) for q in np.percentile(vals, [50 * (1 - level), 50 * (1 + level)]))
 
 # %% ../nbs/22_report.ipynb #8fe8bab1
-def repetition_stability(assignments: pd.DataFrame, keys: Sequence[str] = SELECT_BY) -> pd.DataFrame:
-    "Per configuration (`keys`): mean and t-interval of the ARI between every pair of repetitions, on common ids."
+def fold_stability(assignments: pd.DataFrame, keys: Sequence[str] = (*SELECT_BY, "k")) -> pd.DataFrame:
+    "Per configuration (`keys`, `k` included): mean and corrected t-interval of the ARI between every pair of folds, on common ids."
     keys, rows = [k for k in keys if k in assignments.columns], []
     for key, g in assignments.groupby(keys, sort=False):
-        by_rep = {r: d.set_index("id")["cluster"] for r, d in g.groupby("repetition")}
+        by_fold = {r: d.set_index("id")["cluster"] for r, d in g.groupby("fold")}
         aris = []
-        for a, b in itertools.combinations(sorted(by_rep), 2):
-            common = by_rep[a].index.intersection(by_rep[b].index)
-            if len(common) >= 2: aris.append(adjusted_rand_score(by_rep[a][common], by_rep[b][common]))
-        lo, hi = t_interval(aris)
+        for a, b in itertools.combinations(sorted(by_fold), 2):
+            common = by_fold[a].index.intersection(by_fold[b].index)
+            if len(common) >= 2: aris.append(adjusted_rand_score(by_fold[a][common], by_fold[b][common]))
+        lo, hi = clip_interval(*t_interval(aris), "ari")
         rows.append({**dict(zip(keys, key if isinstance(key, tuple) else (key,))),
                      "ari_mean": np.mean(aris) if aris else np.nan, "lo": lo, "hi": hi, "pairs": len(aris)})
     return pd.DataFrame(rows, columns=[*keys, "ari_mean", "lo", "hi", "pairs"])
@@ -240,11 +319,34 @@ def is_fused(modalities) -> bool:
     "True for a `+`-joined set of more than one modality."
     return "+" in str(modalities)
 
-def describe(row: Mapping) -> str:
-    "A short human name of a selected configuration: config id, model, inputs, clustering."
-    extra = "".join(f", {c} {row[c]}" for c in ("fusion", "beta") if str(row.get(c, "")) != "")
-    rule = f", k by {row['k_rule']}" if str(row.get("k_rule", "")) else ""
-    return f"{row.get('config') or row['model']} ({row['model']} on {row['modalities']}{extra}; {row['algorithm']}{rule})"
+MODEL_NAMES = {"features": "raw features", "metadata": "metadata column", "pca": "PCA", "ae": "autoencoder", "vae": "VAE",
+               "conv_vae": "conv VAE", "mm_vae": "fused VAE", "cvae": "conditional VAE", "gmvae": "mixture-prior VAE"}
+ALGORITHM_NAMES = {"kmeans": "K-Means", "gmm": "GMM", "agglomerative": "Ward", "ward": "Ward", "spectral": "spectral",
+                   "hdbscan": "HDBSCAN", "dbscan": "DBSCAN", "birch": "BIRCH", "minibatch_kmeans": "mini-batch K-Means"}
+
+def describe(row: Mapping, clustering: bool = True) -> str:
+    "A readable name of a configuration from its fields, e.g. 'MoE fused VAE, audio+lyrics, beta 4, K-Means (k by silhouette)'; never a hash."
+    g = lambda c: str(row.get(c, "") or "")
+    m = g("model"); name = MODEL_NAMES.get(m, m)
+    if m == "mm_vae" and g("fusion"): name = f"{g('fusion').upper() if len(g('fusion')) <= 4 else g('fusion')} {name}"
+    if m == "pca" and g("latent_dim"): name += f" {g('latent_dim')}-d"
+    parts = [name, g("features") if m == "metadata" else g("modalities")]
+    if m == "cvae" and g("condition"): parts.append(f"given {g('condition')}")
+    if g("beta") and m in ("vae", "conv_vae", "mm_vae", "cvae", "gmvae"): parts.append(f"beta {g('beta')}")
+    if clustering and g("algorithm"):
+        a = ALGORITHM_NAMES.get(g("algorithm"), g("algorithm"))
+        parts.append(a + (f" (k by {g('k_rule').replace('_', ' ')})" if g("k_rule") and g("k_rule") != "density" else ""))
+    return ", ".join(p for p in parts if p)
+
+FAMILIES = ("metadata floor", "raw features", "PCA", "learned, one view", "learned, fused", "label-designed blocks")
+
+def family(row: Mapping) -> str:
+    "The family a representation competes in: metadata floor, raw features, PCA, learned (one view / fused), or label-designed blocks."
+    m, feats = str(row.get("model", "")), str(row.get("features", "") or row.get("modalities", ""))
+    if m == "metadata": return "metadata floor"
+    if ":" in feats: return "label-designed blocks"              # a block of a music set (`set:block`), designed for labels
+    if m in ("features", "pca"): return {"features": "raw features", "pca": "PCA"}[m]
+    return "learned, fused" if is_fused(row.get("modalities", "")) else "learned, one view"
 
 def fmt_interval(lo: float, hi: float, signed: bool = False, digits: int = 3) -> str:
     "'[lo, hi]' with `digits` decimals ('[n/a]' when unknown)."
@@ -252,90 +354,113 @@ def fmt_interval(lo: float, hi: float, signed: bool = False, digits: int = 3) ->
     return "[n/a]" if not (np.isfinite(lo) and np.isfinite(hi)) else f"[{f.format(lo)}, {f.format(hi)}]"
 
 # %% ../nbs/22_report.ipynb #8244e8d0
-def _spec(row, by=SELECT_BY) -> dict: return {c: row[c] for c in by}
+GENERIC = lambda c: ~c.str.contains(":", regex=False)            # `features` of a representation that reads no label-designed block
 
-def _compare(df, label, metric, split, question, a_name, a, b_name, b, lead: str = "") -> dict | None:
-    "One finding row: the paired difference of the selected rows `a` and `b` (Series from `select_on_valid`)."
-    if a is None or b is None: return None
-    p = paired_difference(df, _spec(a), _spec(b), label, metric, split)
+def _finding(label, question, a_name, cha, b_name, chb, lead: str = "", metric: str = "ami") -> dict | None:
+    "One finding row: the paired per-fold difference of two `fold_choices` tables (None when they share no fold)."
+    if cha is None or chb is None or cha.empty or chb.empty: return None
+    p = paired_choices(cha, chb)
     if p["n"] == 0: return None
-    words = {"better": f"{a_name} is better", "worse": f"{a_name} is worse",
-             "not distinguishable": f"{a_name} and {b_name} are not distinguishable"}[p["verdict"]]
-    text = (f"{label}: {lead}{a_name}, {describe(a)}, scores {metric.upper()} {p['mean_a']:.3f} on {split}; {b_name}, "
-            f"{describe(b)}, {p['mean_b']:.3f}; paired difference {p['diff']:+.3f} {fmt_interval(p['lo'], p['hi'], True)} "
-            f"over {p['n']} repetitions: {words}.")
-    return dict(label=label, question=question, a=describe(a), b=describe(b), **{k: p[k] for k in
-                ("mean_a", "mean_b", "diff", "lo", "hi", "n", "verdict")}, sentence=text)
+    A, B = selection_summary(cha, metric), selection_summary(chb, metric)
+    return dict(label=label, question=question, a=f"{a_name}: {describe(A)}", b=f"{b_name}: {describe(B)}",
+                **{k: p[k] for k in ("mean_a", "mean_b", "diff", "lo", "hi", "p", "n")}, lead=lead,
+                a_name=a_name, b_name=b_name, choices_a=A["choices"], choices_b=B["choices"])
 
-def _winner(d, label, metric, candidates) -> pd.Series | None:
-    s = _select(d, label, metric, candidates)                      # `d`: rows of a table `dedupe` made
-    return None if s.empty else s.iloc[0]
+def _sentence(r: Mapping, metric: str = "ami", split: str = "test") -> str:
+    "The sentence of a finding row after Holm's adjustment: numbers, interval, adjusted p and verdict."
+    words = {"better": f"{r['a_name']} is better", "worse": f"{r['a_name']} is worse",
+             "not distinguishable": f"{r['a_name']} and {r['b_name']} are not distinguishable"}[r["verdict"]]
+    return (f"{r['label']}: {r['lead']}{r['a']} scores {metric.upper()} {r['mean_a']:.3f} on {split}; {r['b']}, {r['mean_b']:.3f}; "
+            f"paired difference {r['diff']:+.3f} {fmt_interval(r['lo'], r['hi'], True)} over {r['n']} folds "
+            f"(Holm-adjusted p = {r['p_holm']:.3f}): {words}.")
+
+def _winner(d, label, metric, candidates) -> pd.DataFrame:
+    "The fold-wise choices among `candidates` (rows of a table `dedupe` made)."
+    return fold_choices(d, label, metric, candidates)
 
 # %% ../nbs/22_report.ipynb #0a7216cf
-def _beta_finding(df, label, metric, split, learned) -> dict | None:
-    "The beta selected on valid against the best other beta of the same inputs."
-    c = match(df, {**learned, "label": label, "beta": lambda c: c != ""})     # `df`: rows of a table `dedupe` made
+def _same_inputs_choice(d, label, metric, ch, spec) -> pd.DataFrame:
+    "Per fold, the choice among rows matching `spec` with the modalities and features of that fold's choice in `ch`."
+    rows = [fold_choices(d[d.fold == r.fold], label, metric, {**spec, "modalities": r.modalities, "features": r.features})
+            for r in ch.itertuples()]
+    rows = [x for x in rows if len(x)]
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=CHOICE_COLUMNS)
+
+def _beta_finding(d, label, metric, learned) -> dict | None:
+    "Per fold, the beta chosen on valid inside the beta sweep of the chosen learned model, against the best other beta."
+    c = match(d, {**learned, "label": label, "beta": lambda c: c != ""})
     sweep = ["model", "fusion", "modalities", "features"]
     n = c.groupby(sweep).beta.nunique()
-    sweeps = n[n >= 2].index                                   # a model on inputs trained with two betas or more
-    if not len(sweeps): return None
-    learned = {**learned, **{col: [t[i] for t in sweeps] for i, col in enumerate(sweep)}}
-    betas = sorted(set(match(c, learned).beta), key=float)
-    best = {b: _winner(df, label, metric, {**learned, "beta": b}) for b in betas}
-    if all(best[b] is None for b in betas): return None          # nothing of the sweep scored on valid for this label
-    chosen = max((b for b in betas if best[b] is not None), key=lambda b: best[b]["valid_mean"])
-    same = {c: best[chosen][c] for c in sweep}
-    rivals = {b: _winner(df, label, metric, {**learned, **same, "beta": b}) for b in betas if b != chosen}
-    rivals = {b: r for b, r in rivals.items() if r is not None}
-    if not rivals: return None
-    runner = max(rivals, key=lambda b: rivals[b]["valid_mean"])
-    row = _compare(df, label, metric, split, "beta", f"beta {chosen}", best[chosen], f"beta {runner}", rivals[runner],
-                   lead=f"beta {chosen} is selected on valid among {', '.join(betas)}; ")
-    return row and {**row, "beta": chosen}
+    if not (n >= 2).any(): return None
+    best = fold_choices(d, label, metric, {**learned, **{col: [t[i] for t in n[n >= 2].index] for i, col in enumerate(sweep)}})
+    if best.empty: return None
+    same = {col: _mode(best[col]) for col in sweep}
+    chosen = fold_choices(d, label, metric, {**learned, **same, "beta": lambda c: c != ""})
+    if chosen.empty: return None
+    runner = pd.concat([fold_choices(d[d.fold == r.fold], label, metric, {**learned, **same, "beta": lambda c, b=r.beta: (c != "") & (c != b)})
+                        for r in chosen.itertuples()], ignore_index=True)
+    b = _mode(chosen.beta)
+    row = _finding(label, "beta", f"beta {b}", chosen, "the next best beta", runner,
+                   lead=f"beta {b} is chosen on valid in {int((chosen.beta == b).sum())} of {len(chosen)} folds among "
+                        f"{', '.join(sorted(set(match(c, same).beta), key=float))}; ", metric=metric)
+    return row and {**row, "beta": b}
 
 # %% ../nbs/22_report.ipynb #e927098e
-def _stability_finding(df, label, metric, split, row, assignments) -> dict:
-    "The spread over repetitions of the selected model's score, and the ARI between its repetitions' clusterings."
-    text = (f"{label}: the selected learned model, {describe(row)}, scores {metric.upper()} {row['test_mean']:.3f} "
-            f"{fmt_interval(row['test_lo'], row['test_hi'])} on {split} over {row['n']} repetitions")
-    out = dict(label=label, question="stability", a=describe(row), b="", mean_a=row["test_mean"], mean_b=np.nan,
-               diff=np.nan, lo=row["test_lo"], hi=row["test_hi"], n=row["n"], verdict="")
+def _stability_finding(label, ch, assignments, metric: str = "ami") -> dict:
+    "How the chosen learned model's test score spreads over folds, and the ARI between folds' clusterings of all items."
+    A = selection_summary(ch, metric)
+    text = (f"{label}: the chosen learned model (most often {describe(A)}) scores {metric.upper()} {A['test_mean']:.3f} "
+            f"{fmt_interval(A['test_lo'], A['test_hi'])} on test over {A['n']} folds")
+    out = dict(label=label, question="stability", a=describe(A), b="", mean_a=A["test_mean"], mean_b=np.nan, diff=np.nan,
+               lo=A["test_lo"], hi=A["test_hi"], p=np.nan, n=A["n"], verdict="")
     if assignments is not None and len(assignments):
-        spec = {c: v for c, v in _spec(row).items() if c in assignments.columns}
-        a = match(tidy(assignments.assign(value=0.0)).assign(id=assignments["id"].to_numpy(),
-                  cluster=assignments["cluster"].to_numpy()), spec)
-        st = repetition_stability(a)
-        if len(st) and st.pairs.iloc[0]:
-            s = st.iloc[0]
-            text += (f"; the ARI between its repetitions' clusterings of common items is {s.ari_mean:.3f} "
-                     f"{fmt_interval(s.lo, s.hi)} over {s.pairs} pairs (1: the repetition does not matter)")
+        spec = {c: A[c] for c in ("config", "algorithm", "k_rule") if c in assignments.columns}
+        a = assignments
+        for c, v in spec.items(): a = a[a[c].astype(str) == str(v)]
+        if "split" in a.columns: a = a[a.split == "all"]
+        st = fold_stability(a)
+        st = st[st.pairs > 0]
+        if len(st):
+            s = st.sort_values("k").iloc[0]
+            text += (f"; its clusterings of all items (k = {s.k}) agree between folds with ARI {s.ari_mean:.3f} "
+                     f"{fmt_interval(s.lo, s.hi)} over {s.pairs} pairs (1: the training items do not matter)")
             out.update(mean_b=s.ari_mean, lo=s.lo, hi=s.hi)
     return {**out, "sentence": text + "."}
 
 # %% ../nbs/22_report.ipynb #f9bc6a16
+FINDING_COLUMNS = ["label", "question", "a", "b", "mean_a", "mean_b", "diff", "lo", "hi", "n", "p", "p_holm", "verdict", "sentence", "beta"]
+
 def finding_table(df: pd.DataFrame, labels: Sequence[str], primary_label: str | None = None, metric: str = "ami",
-                  split: str = "test", assignments: pd.DataFrame | None = None, pca_model: str = "pca",
-                  raw_models: Sequence[str] = ("features",)) -> pd.DataFrame:
-    "One row per finding (label, question, a, b, means, diff, lo, hi, n, verdict, sentence); see the text above."
+                  split: str = "test", assignments: pd.DataFrame | None = None, analysis_labels: Sequence[str] = (),
+                  alpha: float = 0.05) -> pd.DataFrame:
+    "One row per finding (see the text above); p-values Holm-adjusted over the whole table, verdicts at `alpha`."
     df = dedupe(df); df = df[df.metric == metric]              # once, not in every selection below
-    not_learned = [pca_model, *raw_models, *BASELINES]
-    learned = {"model": lambda c: ~c.isin(not_learned)}
+    generic = {"features": GENERIC}
+    learned = {"model": lambda c: ~c.isin(["pca", "features", "metadata", *BASELINES]), **generic}
     order = ([primary_label] if primary_label in labels else []) + [l for l in labels if l != primary_label]
     rows = []
-    for label in order:
+    for label in [l for l in order if l not in set(analysis_labels)]:
+        best = _winner(df, label, metric, {"model": lambda c: c != "metadata", **generic})
+        rows.append(_finding(label, "floor", "the best generic representation", best, "the metadata floor",
+                             _winner(df, label, metric, {"model": "metadata"}), metric=metric))
         fused = _winner(df, label, metric, {**learned, "modalities": lambda c: c.map(is_fused)})
-        single = _winner(df, label, metric, {"modalities": lambda c: (c != "") & ~c.map(is_fused)})
-        rows.append(_compare(df, label, metric, split, "fusion", "the best fused model", fused,
-                             "the best single modality", single))
+        single = _winner(df, label, metric, {"model": lambda c: c != "metadata", **generic, "modalities": lambda c: (c != "") & ~c.map(is_fused)})
+        rows.append(_finding(label, "fusion", "the best fused model", fused, "the best single view", single, metric=metric))
         vae = _winner(df, label, metric, learned)
-        pca = None if vae is None else _winner(df, label, metric, {"model": pca_model, "modalities": vae["modalities"],
-                                                                     "features": vae["features"]})
-        rows.append(_compare(df, label, metric, split, "vae_vs_pca", "the selected learned model", vae,
-                             "PCA of the same inputs", pca))
-        rows.append(_beta_finding(df, label, metric, split, learned))
-        if vae is not None: rows.append(_stability_finding(df, label, metric, split, vae, assignments))
-    cols = ["label", "question", "a", "b", "mean_a", "mean_b", "diff", "lo", "hi", "n", "verdict", "sentence"]
-    return pd.DataFrame([r for r in rows if r], columns=cols + ["beta"]).reindex(columns=cols + ["beta"])
+        if len(vae):
+            rows.append(_finding(label, "vae_vs_pca", "the chosen learned model", vae, "PCA of the same inputs",
+                                 _same_inputs_choice(df, label, metric, vae, {"model": "pca"}), metric=metric))
+        rows.append(_beta_finding(df, label, metric, learned))
+        if len(vae): rows.append(_stability_finding(label, vae, assignments, metric))
+    F = pd.DataFrame([r for r in rows if r])
+    if F.empty: return pd.DataFrame(columns=FINDING_COLUMNS)
+    tested = F.question != "stability"
+    F["p_holm"] = np.nan
+    F.loc[tested, "p_holm"] = holm(F.loc[tested, "p"])
+    F.loc[tested, "verdict"] = [("better" if d > 0 else "worse") if p < alpha else "not distinguishable"
+                                for d, p in zip(F.loc[tested, "diff"], F.loc[tested, "p_holm"])]
+    F.loc[tested, "sentence"] = [_sentence(r, metric, split) for _, r in F[tested].iterrows()]
+    return F.reindex(columns=FINDING_COLUMNS)
 
 def findings(df: pd.DataFrame, labels: Sequence[str], primary_label: str | None = None, **kwargs) -> list[str]:
     "The sentences of `finding_table` (same arguments)."
@@ -355,7 +480,7 @@ def label_confounds(manifest: pd.DataFrame, labels: Sequence[str]) -> pd.DataFra
 # %% ../nbs/22_report.ipynb #d2894871
 def scores_within(df: pd.DataFrame, label: str, primary_label: str, spec: Mapping | None = None, metric: str = "ami",
                   split: str = "test") -> pd.DataFrame:
-    "Summary of `label` scored within each value of `primary_label` (subset 'primary=value') for the rows matching `spec`."
+    "Summary over folds of `label` scored within each value of `primary_label` (subset 'primary=value') for the rows matching `spec`."
     d = match(dedupe(df), spec)
     d = d[(d.label == label) & (d.metric == metric) & (d.split == split) & d.subset.str.startswith(f"{primary_label}=")]
     S = _summarise(d)
@@ -365,14 +490,14 @@ def scores_within(df: pd.DataFrame, label: str, primary_label: str, spec: Mappin
 # %% ../nbs/22_report.ipynb #40c3d180
 def within_choice_table(df: pd.DataFrame, labels: Sequence[str], within: str, candidates: Mapping[str, Mapping | None] | None = None,
                         names: Mapping[str, str] | None = None, metric: str = "ami") -> pd.DataFrame:
-    "For each of `labels` and each value of `within` scored inside it (subset rows '`within`=value'): the configuration chosen on valid inside that value, once per group of `candidates` (group name -> candidate spec; None: every configuration), with its valid mean, test mean and 95 % test interval over repetitions."
+    "For each of `labels` and each value of `within` scored inside it (subset rows '`within`=value'): the configuration chosen on valid inside that value, once per group of `candidates` (group name -> candidate spec; None: every configuration), each fold choosing on its own valid rows; the most chosen configuration, the valid and test means over folds and the corrected test interval."
     d, rows = dedupe(df), []
     subsets = sorted(s for s in d.subset.unique() if s.startswith(f"{within}="))
     for l, s, (group, spec) in itertools.product(labels, subsets, (candidates or {"every configuration": None}).items()):
         w = _select(d, l, metric, spec, subset=s)
         if w.empty: continue
         w = w.iloc[0]
-        rows.append({within: s[len(within) + 1:], "label": l, "among": group, "chosen on valid": (names or {}).get(w.config, w.config),
+        rows.append({within: s[len(within) + 1:], "label": l, "among": group, "chosen on valid": (names or {}).get(w.config, describe(w)),
                      "algorithm": w.algorithm, "valid": w.valid_mean, "test": w.test_mean, "test interval": fmt_interval(w.test_lo, w.test_hi), "n": w.n})
     return pd.DataFrame(rows, columns=[within, "label", "among", "chosen on valid", "algorithm", "valid", "test", "test interval", "n"])
 
@@ -385,30 +510,63 @@ def within_sentences(table: pd.DataFrame, within: str, metric: str = "AMI") -> l
 
 # %% ../nbs/22_report.ipynb #5b5d57da
 def best_per(df: pd.DataFrame, column: str, label: str, metric: str = "ami", candidates: Mapping | None = None) -> pd.DataFrame:
-    "For each value of `column` (e.g. modalities, beta), the configuration selected on valid, with its test stats."
+    "For each value of `column` (e.g. modalities, beta), the fold-wise choice on valid among its candidates, with its test mean over folds."
     d = dedupe(df)
     values = [v for v in match(d, candidates)[column].unique() if v != ""]
     rows = [_select(d, label, metric, {**(candidates or {}), column: v}).iloc[:1] for v in values]
-    rows = [r for r in rows if len(r)]
+    rows = [r.assign(**{column: v}) for r, v in zip(rows, values) if len(r)]
     return (pd.concat(rows, ignore_index=True).sort_values("test_mean", ascending=False, ignore_index=True)
             if rows else pd.DataFrame())
 
 # %% ../nbs/22_report.ipynb #20bbb2e5
+def chosen_values(d: pd.DataFrame, ch: pd.DataFrame, label: str, metric: str, split: str = "test", subset: str = "") -> pd.Series:
+    "Per fold, `metric` on `split` of the configuration that fold chose (`ch` from `fold_choices`), indexed by fold."
+    key = ["fold", *SELECT_BY, "k_key"]
+    v = d[(d.label == label) & (d.metric == metric) & (d.split == split) & (d.subset == subset)]
+    return ch[key].merge(v[[*key, "value"]], on=key, how="inner").set_index("fold")["value"]
+
+def _headline_row(d, ch, label, metric, split, extra) -> dict:
+    v = chosen_values(d, ch, label, metric, split)
+    lo, hi = clip_interval(*corrected_t_interval(v), metric)
+    A = selection_summary(ch, metric)
+    return dict(label=label, **extra, config=A["config"], name=describe(A), algorithm=A["algorithm"], k_rule=A["k_rule"],
+                k=A["k"], metric=metric, mean=v.mean() if len(v) else np.nan, lo=lo, hi=hi, n=len(v),
+                valid=A["valid_mean"], drop=A["drop"], budget=A["budget"])
+
+def _baseline_rows(d, labels, metrics, split) -> pd.DataFrame:
+    S = _summarise(d[d.model.isin(BASELINES) & d.label.isin(labels) & d.metric.isin(metrics) & (d.split == split)])
+    return S.assign(name=[f"{m} (k={k})" for m, k in zip(S.model, S.k)], config="", valid=np.nan, drop=np.nan, budget=np.nan)
+
 def headline_table(df: pd.DataFrame, labels: Sequence[str], metrics: Sequence[str] = ("ami", "ari"),
                    select_metric: str = "ami", groups: Sequence[str] = ("model", "modalities"), split: str = "test") -> pd.DataFrame:
-    "Per representation (`groups`) and label: the config selected on valid, its `metrics` on `split`; plus baselines."
+    "Per representation (`groups`) and label: the fold-wise choice on valid, its `metrics` on `split` over folds; plus baselines."
     d = dedupe(df); d = d[(d.subset == "") & d.metric.isin([*metrics, select_metric])]
     reps = d.loc[~d.model.isin(BASELINES), list(groups)].drop_duplicates().to_dict("records")
-    S, rows = _summarise(d[d.split == split]), []
-    by_label = {l: d[(d.label == l) & (d.metric == select_metric)] for l in labels}   # select on small tables
+    by_label = {l: d[d.label == l] for l in labels}                   # select on small tables
+    rows = []
     for label, rep in itertools.product(labels, reps):
-        sel = _select(by_label[label], label, select_metric, rep)
-        if sel.empty: continue
-        w = sel.iloc[0]
-        rows.append(match(S, {**_spec(w), "label": label, "metric": list(metrics)}))
-    rows.append(S[S.model.isin(BASELINES) & S.label.isin(labels) & S.metric.isin(metrics)])
-    cols = ["label", *groups, *[c for c in ("config", "algorithm", "k_rule", "k", "metric", "mean", "lo", "hi", "n") if c not in groups]]
-    return pd.concat(rows, ignore_index=True)[cols] if rows else pd.DataFrame(columns=cols)
+        ch = fold_choices(by_label[label], label, select_metric, rep)
+        if ch.empty: continue
+        rows += [_headline_row(by_label[label], ch, label, m, split, rep) for m in metrics]
+    cols = ["label", *groups, *[c for c in ("config", "name", "algorithm", "k_rule", "k", "metric", "mean", "lo", "hi", "n",
+                                            "valid", "drop", "budget") if c not in groups]]
+    out = pd.concat([pd.DataFrame(rows), _baseline_rows(d, labels, metrics, split)], ignore_index=True)
+    return out.reindex(columns=cols) if len(out) else pd.DataFrame(columns=cols)
+
+def family_table(df: pd.DataFrame, labels: Sequence[str], metric: str = "ami", split: str = "test") -> pd.DataFrame:
+    "Per label and family of representations (`family`): the fold-wise choice among the family, its test mean [interval], valid mean, drop and budget."
+    d = dedupe(df); d = d[(d.subset == "") & (d.metric == metric) & ~d.model.isin(BASELINES)]
+    fam = pd.Series([family(r) for r in d[["model", "modalities", "features"]].to_dict("records")], index=d.index)
+    rows = []
+    for label in labels:
+        for f in [f for f in FAMILIES if (fam == f).any()]:
+            ch = fold_choices(d[fam == f], label, metric)
+            if ch.empty: continue
+            A = selection_summary(ch, metric)
+            rows.append(dict(label=label, family=f, chosen=describe(A), test=A["test_mean"],
+                             interval=fmt_interval(A["test_lo"], A["test_hi"]), valid=A["valid_mean"], drop=A["drop"],
+                             budget=A["budget"], folds=A["n"]))
+    return pd.DataFrame(rows, columns=["label", "family", "chosen", "test", "interval", "valid", "drop", "budget", "folds"])
 
 def interval_table(h: pd.DataFrame, index: Sequence[str] = ("model", "modalities"), columns: Sequence[str] = ("label", "metric"),
                    digits: int = 3) -> pd.DataFrame:
@@ -477,36 +635,45 @@ def _comparison_figures(df, primary_label, metric, split, learned) -> list[tuple
     out, M = [], metric.upper()
     h = headline_table(df, [primary_label], metrics=(metric,), select_metric=metric, split=split)
     bm = h[~h.model.isin(BASELINES)].sort_values("mean", ascending=False)
-    chance = h.loc[h.model == "random", "mean"]
+    chance = h[h.model == "random"]
     if len(bm):
-        fig = plots.plot_interval_bars(bm, ["model", "modalities"], xlabel=f"{M} on {split} (95 % interval)",
+        bm = bm.assign(shown=[describe(r, clustering=False) for r in bm.to_dict("records")])
+        ref = chance.loc[chance["mean"].abs().idxmax()] if len(chance) else None
+        fig = plots.plot_interval_bars(bm, "shown", xlabel=f"{M} on {split} (95 % corrected interval over folds, clipped to [-1, 1])",
                                        highlight=bm.modalities.map(is_fused).tolist(),
-                                       reference=float(chance.mean()) if len(chance) else None)
-        out.append((_png(fig), f"{primary_label}: each model on each set of modalities (fused in orange), its configuration "
-                               f"selected on valid; {M} on {split}, mean and 95 % interval over repetitions"
-                               + ("; dashed: the random baseline." if len(chance) else ".")))
+                                       reference=float(ref["mean"]) if ref is not None else None,
+                                       reference_label=f"random (k={ref['k']})" if ref is not None else None)
+        best = bm.iloc[0]
+        out.append((_png(fig), f"{primary_label}: {best['shown']} scores highest ({M} {best['mean']:.3f} "
+                               f"{fmt_interval(best['lo'], best['hi'])}); each bar is the fold-wise choice of its model on its "
+                               f"modalities (fused in orange), {M} on {split}" + ("; dashed: the random baseline." if len(chance) else ".")))
     bb = best_per(df, "beta", primary_label, metric, learned)
     if len(bb) >= 2:
         fig = plots.plot_beta_curve(bb.assign(label=primary_label), mean="test_mean", lo="test_lo", hi="test_hi",
                                     ylabel=f"{M} on {split}")
-        out.append((_png(fig), f"{primary_label}: {M} on {split} against beta (at each beta the configuration selected on valid; "
-                               "band: 95 % interval over repetitions)."))
+        top = bb.iloc[0]
+        out.append((_png(fig), f"{primary_label}: {M} on {split} is highest at beta {top['beta']} ({top['test_mean']:.3f}); at each "
+                               "beta the fold-wise choice on valid, band: 95 % corrected interval over folds."))
     return out
 
 # %% ../nbs/22_report.ipynb #ab831074
 def standard_sections(df: pd.DataFrame, labels: Sequence[str], primary_label: str, metric: str = "ami",
                       manifest: pd.DataFrame | None = None, assignments: pd.DataFrame | None = None,
-                      figures: Sequence = (), split: str = "test", **finding_kw) -> list[dict]:
-    "Sections (findings, figures, tables) of the report of the tidy table `df`, for `make_report_html`."
+                      figures: Sequence = (), split: str = "test", analysis_labels: Sequence[str] = (),
+                      notes: Sequence[str] = (), **finding_kw) -> list[dict]:
+    "Sections (findings, figures, tables) of the report of the tidy table `df`, for `make_report_html`; `notes`: extra sentences on how the numbers were made (dropped columns, merged labels)."
     d = dedupe(df)
-    reps = sorted(set(d.loc[~d.model.isin(BASELINES) & (d.split == split), "repetition"]))
-    how = (f"Every best is selected on the validation split and reported on {split}; numbers are means over "
-           f"{len(reps)} repetitions (each its own group split and training seed) with 95 % t-intervals; comparisons are "
-           f"paired differences per repetition, 'not distinguishable' when the interval covers 0. Metric: {metric.upper()} "
-           "(chance-adjusted, unitless).")
-    learned = {"model": lambda c: ~c.isin([finding_kw.get("pca_model", "pca"), *finding_kw.get("raw_models", ("features",)), *BASELINES])}
-    secs = [dict(title="Findings", text=[how], items=findings(d, labels, primary_label, metric=metric, split=split,
-                                                              assignments=assignments, **finding_kw))]
+    folds = sorted(set(d.loc[~d.model.isin(BASELINES) & (d.split == split), "fold"]))
+    how = (f"Every item is tested exactly once: the items are cut into {len(folds)} outer folds by group, and every choice (model, "
+           f"fusion, beta, algorithm, k rule) is made inside each fold on that fold's own validation items and scored on its "
+           f"{split} items. Numbers are means over folds of the fold-wise choices with 95 % intervals corrected for the overlap "
+           f"of the folds' training sets (Nadeau and Bengio), clipped to the metric's range; comparisons are paired differences "
+           f"per fold, their p-values adjusted together (Holm). Metric: {metric.upper()} (chance-adjusted, unitless).")
+    if analysis_labels: how += (f" {', '.join(analysis_labels)}: the label is an analysis of the music that our features may "
+                                "reimplement; it is scored and shown, but stays out of the findings.")
+    learned = {"model": lambda c: ~c.isin(["pca", "features", "metadata", *BASELINES])}
+    secs = [dict(title="Findings", text=[how, *notes], items=findings(d, labels, primary_label, metric=metric, split=split,
+                                                                      assignments=assignments, analysis_labels=analysis_labels, **finding_kw))]
     figs = [(_png(f) if not isinstance(f, (bytes, str, Path)) else f, c) for f, c in figures]
     figs += _comparison_figures(d, primary_label, metric, split, learned)
     if figs: secs.append(dict(title="Figures", figures=figs))
@@ -516,22 +683,28 @@ def standard_sections(df: pd.DataFrame, labels: Sequence[str], primary_label: st
 # %% ../nbs/22_report.ipynb #ba1c1593
 def _tables(d, labels, primary_label, metric, split, manifest) -> list[tuple]:
     M = metric.upper()
+    out = [(family_table(d, labels, metric, split), f"Each family of representations per label: the fold-wise choice among the "
+            f"family (the most chosen named), {M} on {split} with its corrected interval (clipped to the metric's range), the valid "
+            "mean, the drop from valid to test and the budget (candidates each fold chose among).")]
     h = headline_table(d, labels, metrics=sorted({metric, "ari"} & set(d.metric)), select_metric=metric, split=split)
-    out = [(interval_table(h), f"{M} and ARI on {split} (unitless): mean [95 % interval] over repetitions of the configuration "
-                               "selected on valid, per model and set of modalities; majority and random are the baselines.")]
+    out.append((interval_table(h.assign(shown=[n if m in BASELINES else describe(r, clustering=False) for n, m, r in
+                                               zip(h["name"], h.model, h.to_dict("records"))]), index=("shown",)).rename(columns={"shown": "representation"}),
+                f"{M} and ARI on {split} (unitless): mean [95 % corrected interval, clipped] over folds of the fold-wise choice, "
+                "per model and set of modalities; majority and random are the baselines at their k."))
     sel = pd.concat([_select(d, l, metric) for l in labels], ignore_index=True)
     if len(sel):
-        out.append((sel[["label", "selection", "config", "model", "modalities", "algorithm", "k_rule", "valid_mean", "test_mean",
-                         "test_lo", "test_hi", "n"]], f"Selection on valid per label, and the oracle (best on {split}, "
-                                                      f"not a fair number; shown for reference). {M}, unitless; n = repetitions."))
+        out.append((sel.assign(chosen=[describe(r) for r in sel.to_dict("records")])[
+                        ["label", "selection", "chosen", "valid_mean", "test_mean", "test_lo", "test_hi", "n", "drop", "budget", "choices"]],
+                    f"The fold-wise choice per label (the most chosen configuration named; choices = how many distinct ones the folds "
+                    f"took), and the oracle (best on mean {split}: not a fair number; shown for reference). {M}, unitless; n = folds."))
     if manifest is not None and len(labels) > 1:
         out.append((label_confounds(manifest, labels), "How much the labels determine each other: NMI and AMI between "
                                                        "each pair of labels (n = items with both)."))
     sel_p = _select(d, primary_label, metric)
     for l in [l for l in labels if l != primary_label]:
-        w = scores_within(d, l, primary_label, None if sel_p.empty else _spec(sel_p.iloc[0]), metric, split)
-        if len(w): out.append((w, f"{l} scored within each value of {primary_label} ({M} on {split}), by the model "
-                                  f"selected for {primary_label}."))
+        w = scores_within(d, l, primary_label, None if sel_p.empty else {c: sel_p.iloc[0][c] for c in SELECT_BY}, metric, split)
+        if len(w): out.append((w, f"{l} scored within each value of {primary_label} ({M} on {split}), by the configuration "
+                                  f"most often chosen for {primary_label}."))
     return out
 
 # %% ../nbs/22_report.ipynb #c52175c2
@@ -541,7 +714,7 @@ def representation_table(df: pd.DataFrame, labels: Sequence[str], names: Mapping
     h = headline_table(df, labels, metrics, select_metric, groups=("config", "model"), split=split)
     if h.empty: return pd.DataFrame()
     names = names or {}
-    h = h.assign(representation=[f"{m} (k={k})" if m in BASELINES else names.get(c, c) for c, m, k in zip(h.config, h.model, h.k)])
+    h = h.assign(representation=[n if m in BASELINES else names.get(c, n) for c, m, n in zip(h.config, h.model, h["name"])])
     alg = h[h.metric == select_metric].assign(cell=lambda t: np.where(t.model.isin(BASELINES), "", t.algorithm + " " + t.k_rule))
     t = interval_table(h, index=("representation",))
     how = alg.pivot_table(index="representation", columns="label", values="cell", aggfunc="first", sort=False)
@@ -549,15 +722,20 @@ def representation_table(df: pd.DataFrame, labels: Sequence[str], names: Mapping
 
 def comparison_sentence(df: pd.DataFrame, a: str, b: str, label: str, names: Mapping[str, str] | None = None,
                         metric: str = "ami", split: str = "test") -> str:
-    "A paired comparison of configurations `a` and `b` (config ids, each at its selection on valid) for `label`, as a sentence."
+    "A paired comparison of configurations `a` and `b` (config ids; in each fold each at its clustering chosen on valid) for `label`, as a sentence (unadjusted p: one comparison)."
     names = names or {}
     d = dedupe(df); d = d[d.metric == metric]
     wa, wb = _winner(d, label, metric, {"config": a}), _winner(d, label, metric, {"config": b})
-    r = _compare(d, label, metric, split, "comparison", names.get(a, a), wa, names.get(b, b), wb)
-    return r["sentence"] if r else f"{label}: {names.get(a, a)} and {names.get(b, b)} have no paired {metric.upper()} scores on {split}."
+    na = names.get(a) or (describe(wa.iloc[0], clustering=False) if len(wa) else a)
+    nb = names.get(b) or (describe(wb.iloc[0], clustering=False) if len(wb) else b)
+    r = _finding(label, "comparison", na, wa, nb, wb, metric=metric)
+    if not r: return f"{label}: {na} and {nb} have no paired {metric.upper()} scores on {split}."
+    r["p_holm"] = r["p"]
+    r["verdict"] = ("better" if r["diff"] > 0 else "worse") if r["p"] < 0.05 else "not distinguishable"
+    return _sentence(r, metric, split).replace("Holm-adjusted p", "p")
 
 def beta_table(df: pd.DataFrame, labels: Sequence[str], configs: Sequence[str], metric: str = "ami") -> pd.DataFrame:
-    "At each beta among `configs`, the configuration selected on valid and its test mean [lo, hi], per label."
+    "At each beta among `configs`, the fold-wise choice on valid and its test mean [lo, hi] over folds, per label."
     parts = [best_per(df, "beta", l, metric, {"config": list(configs)}).assign(label=l) for l in labels]
     parts = [p for p in parts if len(p)]
     if not parts: return pd.DataFrame(columns=["label", "beta", "config", "algorithm", "test_mean", "test_lo", "test_hi", "n"])
