@@ -84,9 +84,9 @@ def test_cvae_never_scored_against_its_condition():
     rng = np.random.default_rng(0)
     feats = {"a": FeatureSet("a", ids, rng.normal(size=(len(ids), 5)).astype(np.float32), np.ones(len(ids), bool))}
     half = len(ids) // 2
-    ds.split_ids = lambda r: {"train": np.array(ids[:half]), "valid": np.array(ids[half:half + 5]),
-                              "test": np.array(ids[half + 5:]), "all": np.array(ids)}
-    ex = Experiment(ds, feats, {"a": "a"}, repetitions=1, n_jobs=1, scheduler="local")
+    ds.fold_ids = lambda r, n, seed=0: {"train": np.array(ids[:half - 5]), "stop": np.array(ids[half - 5:half]), "valid": np.array(ids[half:half + 5]),
+                                        "test": np.array(ids[half + 5:]), "all": np.array(ids)}
+    ex = Experiment(ds, feats, {"a": "a"}, folds=1, n_jobs=1, scheduler="local")
     spec = ModelSpec("cvae", ("a",), condition="collection", latent_dim=2, epochs=2, patience=2)
     rows, _ = ex.score(ex.fit([spec]), Protocol(algorithms=("kmeans", "gmm"), within=None, min_items=5))
     scored = set(rows[rows.model == "cvae"].label)

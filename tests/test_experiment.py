@@ -1,10 +1,13 @@
-"Experiments: complete keys, determinism, availability, repetitions that redraw the split."
+"Experiments: complete keys, determinism, availability, outer folds that test every item once."
 from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from pathlib import Path
+
+from music_vae_nb.data import Dataset
 from music_vae_nb.experiment import Experiment, ModelSpec
 from music_vae_nb.protocol import Protocol
 from music_vae_nb.store import FeatureSet
@@ -20,13 +23,8 @@ def toy(n=72, seed=0, reps=2):
     feats = {"audio": FeatureSet("audio", ids, A, np.ones(n, bool)), "midi": FeatureSet("midi", ids, M, mmask)}
     man = pd.DataFrame({"style": np.array(list("abc"))[y], "group": [f"g{i // 3}" for i in range(n)]},
                        index=pd.Index(ids, name="id"))
-    def split_ids(r):
-        g = np.random.default_rng(r).permutation(sorted(set(man.group)))
-        side = {x: ("train" if i < 0.6 * len(g) else "valid" if i < 0.8 * len(g) else "test") for i, x in enumerate(g)}
-        s = man.group.map(side)
-        return {**{k: man.index[s == k].to_numpy() for k in ("train", "valid", "test")}, "all": man.index.to_numpy()}
-    ds = SimpleNamespace(name="toy", manifest=man, labels=["style"], primary_label="style", info={}, split_ids=split_ids)
-    return Experiment(ds, feats, {"audio": "audio", "midi": "midi"}, repetitions=reps, notebook="t", n_jobs=1,
+    ds = Dataset("toy", Path("."), man, ["style"], "style")
+    return Experiment(ds, feats, {"audio": "audio", "midi": "midi"}, folds=reps, notebook="t", n_jobs=1,
                       scheduler="local")
 
 
@@ -53,9 +51,13 @@ def test_a_model_is_scored_only_on_items_that_have_its_inputs():
     assert test_ids and not test_ids & no_midi
 
 
-def test_each_repetition_draws_its_own_split_and_scaler():
+def test_each_fold_tests_its_own_items_and_fits_its_own_scaler():
     ex = toy()
-    assert set(ex.split_ids(0)["test"]) != set(ex.split_ids(1)["test"])
+    assert not set(ex.split_ids(0)["test"]) & set(ex.split_ids(1)["test"])
+    assert set(ex.split_ids(0)["test"]) | set(ex.split_ids(1)["test"]) == set(ex.ds.manifest.index)   # every item tested once
+    for r in (0, 1):                                                  # the items that choose never stop training, never test
+        s = {k: set(v) for k, v in ex.split_ids(r).items()}
+        assert not (s["valid"] & s["stop"]) and not (s["valid"] & s["test"]) and not (s["stop"] & s["test"])
     fits = ex.fit(SPECS[:1])
     assert set(fits[SPECS[0], 0].ids["test"]) == set(ex.split_ids(0)["test"])
     assert set(fits[SPECS[0], 1].ids["test"]) == set(ex.split_ids(1)["test"])

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from sklearn.datasets import make_blobs
 
-from music_vae_nb.protocol import Protocol, baseline_rows, label_frame, near_copies, scored_labels, score_embedding
+from music_vae_nb.protocol import Protocol, baseline_rows, label_frame, merged_labels, near_copies, scored_labels, score_embedding
 
 
 def blobs_ds(n=120, seed=0):
@@ -18,7 +18,7 @@ def blobs_ds(n=120, seed=0):
     return SimpleNamespace(name="blobs", manifest=man, labels=["style", "noise", "copy"], primary_label="style", info={}), X, ids
 
 
-KEYS = dict(dataset="blobs", config="c", model="m", split="test", repetition=0, split_seed=0, seed=0)
+KEYS = dict(dataset="blobs", config="c", model="m", split="test", fold=0, seed=0)
 
 
 def test_every_representation_gets_the_same_algorithms_and_rules():
@@ -57,16 +57,17 @@ def test_baselines_are_drawn_once_per_key_at_every_k_used():
     used = set(map(tuple, R[R.label != ""][["label", "k"]].drop_duplicates().values.tolist()))
     rnd = B[(B.model == "random") & (B.metric == "ami")]
     assert set(map(tuple, rnd[["label", "k"]].values.tolist())) == used
-    assert not rnd.duplicated(["label", "k", "split", "subset", "repetition"]).any()
+    assert not rnd.duplicated(["label", "k", "split", "subset", "fold"]).any()
     assert len(B[(B.model == "majority") & (B.metric == "ami")]) == len(set(R[R.label != ""].label))
 
 
 def test_condition_and_near_copies_are_never_scored():
     ds, X, ids = blobs_ds()
     labels = scored_labels(ds)
-    assert near_copies(ds, "style", labels) == ["style", "copy"]
+    assert merged_labels(ds) == {"copy": "style"} and "copy" not in labels          # one partition: scored once
+    assert near_copies(ds, "style", ds.labels) == ["style", "copy"]
     rows, _ = score_embedding(X, ids, ds, Protocol(algorithms=("kmeans",), within=None), KEYS,
-                              exclude=near_copies(ds, "style", labels))
+                              exclude=near_copies(ds, "style", ds.labels))
     assert {r["label"] for r in rows} == {"", "noise"}
 
 
@@ -75,7 +76,7 @@ def test_subsets_score_a_label_within_each_value_of_another():
     rows, _ = score_embedding(X, ids, ds, Protocol(algorithms=("kmeans",), within="noise"), KEYS)
     sub = pd.DataFrame(rows).query("subset != ''")
     assert set(sub.subset) == {"noise=p", "noise=q"}
-    assert set(sub.label) == {"style", "copy"}
+    assert set(sub.label) == {"style"}                                            # `copy` is `style` again: merged
     assert (sub.query("metric == 'ami' and label == 'style'").value > 0.9).all()
 
 

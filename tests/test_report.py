@@ -14,10 +14,10 @@ def M():
 
 def test_fixture_has_every_metric_column(M):
     cols = ["dataset", "notebook", "config", "model", "modalities", "features", "fusion", "beta", "latent_dim", "epochs",
-            "patience", "subsample", "condition", "repetition", "split_seed", "seed", "split", "subset", "algorithm", "k",
+            "patience", "subsample", "condition", "fold", "seed", "split", "subset", "algorithm", "k",
             "k_rule", "label", "metric", "value"]
     assert set(cols) <= set(M.columns)
-    assert sorted(M.repetition.unique()) == [0, 1, 2, 3, 4] and (M.split_seed == M.repetition).all()
+    assert sorted(M.fold.unique()) == [0, 1, 2, 3, 4]
 
 
 def test_t_interval():
@@ -53,15 +53,14 @@ def test_numbers_and_text_keys_agree(M):
     assert len(S1) == len(S2) and np.allclose(S1["mean"], S2["mean"])
 
 
-def test_interval_widens_when_the_split_is_repeated():
-    rng = np.random.default_rng(1)
-    split_effect, seed_effect = rng.normal(0, .05, 6), rng.normal(0, .01, 6)
-    def table(split_seeds):
-        return pd.DataFrame([dict(config="c", model="vae", split="test", label="y", metric="ami", repetition=r,
-                                  split_seed=s, seed=r, value=.5 + split_effect[s] + seed_effect[r])
-                             for r, s in enumerate(split_seeds)])
-    w = lambda df: float(np.subtract(*R.summarise(df)[["hi", "lo"]].iloc[0]))
-    assert w(table(range(6))) > 2 * w(table([0] * 6))
+def test_interval_widens_under_the_fold_correction():
+    vals = [.50, .55, .61, .48, .57]
+    table = pd.DataFrame([dict(config="c", model="vae", split="test", label="y", metric="ami", fold=r, value=v)
+                          for r, v in enumerate(vals)])
+    lo, hi = R.summarise(table)[["lo", "hi"]].iloc[0]
+    plain = R.t_interval(vals)
+    assert (hi - lo) == pytest.approx(1.5 * (plain[1] - plain[0]))       # sqrt((1/5 + 1/4) / (1/5)): Nadeau-Bengio, 5 folds
+    assert R.corrected_t_pvalue([.02, .03, .01, .02, .04]) > 2 * 2 * stats.t.sf(.024 / (np.std([.02, .03, .01, .02, .04], ddof=1) / np.sqrt(5)), 4)
 
 
 def test_selection_on_valid_not_on_test(M):
@@ -77,7 +76,7 @@ def test_selection_on_a_table_built_to_disagree():
     rows = []
     for cfg, (v, t) in {"a": (.9, .1), "b": (.1, .9)}.items():
         for split, m in (("valid", v), ("test", t)):
-            rows += [dict(config=cfg, model="vae", modalities="x", split=split, label="y", metric="ami", repetition=r,
+            rows += [dict(config=cfg, model="vae", modalities="x", split=split, label="y", metric="ami", fold=r,
                           value=m + r / 100) for r in range(3)]
     sel = R.select_on_valid(pd.DataFrame(rows), "y")
     assert sel.config.tolist() == ["a", "b"] and sel.test_mean.iloc[0] == pytest.approx(.11)
@@ -137,11 +136,34 @@ def test_confounds_and_scores_within(M):
     assert W["style"].tolist() == ["a", "b"] and W["mean"].tolist() == pytest.approx([.30, .10])
 
 
-def test_repetition_stability():
-    A = pd.DataFrame({"config": "c", "repetition": [0] * 4 + [1] * 4, "id": list("abcd") + list("dcba"),
+def test_fold_stability_is_keyed_on_k():
+    A = pd.DataFrame({"config": "c", "k": 2, "fold": [0] * 4 + [1] * 4, "id": list("abcd") + list("dcba"),
                       "cluster": [0, 0, 1, 1] + [5, 5, 7, 7]})
-    st = R.repetition_stability(A).iloc[0]
-    assert st["ari_mean"] == pytest.approx(1.0) and st["pairs"] == 1
+    A3 = A.assign(k=3, cluster=[0, 1, 2, 2] + [2, 2, 1, 0])
+    st = R.fold_stability(pd.concat([A, A3])).set_index("k")
+    assert st.ari_mean.tolist() == pytest.approx([1.0, 1.0]) and st.pairs.tolist() == [1, 1]   # mixing k = 2 with k = 3 would not be 1
+
+
+def test_selection_never_reads_another_folds_items():
+    # config "leaky" is best on the validation of fold 0 only; pooled over folds it would win everywhere
+    rows = [dict(config=c, model="vae", modalities="x", split=s, label="y", metric="ami", fold=f, value=v)
+            for c, vs, ts in [("steady", [.5] * 4, [.5] * 4), ("leaky", [.95, .45, .45, .45], [.1] * 4)]
+            for s, vals in (("valid", vs), ("test", ts)) for f, v in enumerate(vals)]
+    T = pd.DataFrame(rows)
+    assert T[T.split == "valid"].groupby("config").value.mean().idxmax() == "leaky"
+    ch = R.fold_choices(R.tidy(T), "y")
+    assert ch.config.tolist() == ["leaky", "steady", "steady", "steady"]
+    # changing one fold's test value never changes any fold's choice
+    T2 = T.copy(); T2.loc[(T2.split == "test") & (T2.fold == 1) & (T2.config == "leaky"), "value"] = .99
+    assert R.fold_choices(R.tidy(T2), "y").config.tolist() == ch.config.tolist()
+    # changing fold 0's valid values changes fold 0's choice only
+    T3 = T.copy(); T3.loc[(T3.split == "valid") & (T3.fold == 0) & (T3.config == "leaky"), "value"] = .1
+    assert R.fold_choices(R.tidy(T3), "y").config.tolist() == ["steady"] * 4
+
+
+def test_holm_makes_verdicts_stricter():
+    # eleven findings, each with p just under 0.05 alone: none survives Holm
+    assert (R.holm([0.04] * 11) >= 0.05).all() and R.holm([0.001, 0.04])[0] == pytest.approx(0.002)
 
 
 def test_best_per_column(M):
