@@ -94,15 +94,22 @@ def dci_from_importance(R: np.ndarray) -> dict[str, float]:
     comp = [1 - _entropy_base(c / c.sum(), D) for c in R.T if c.sum() > 0]
     return {"dci_disentanglement": disent, "dci_completeness": float(np.mean(comp)) if comp else np.nan}
 
-def dci(Z: np.ndarray, codes: pd.DataFrame, random_state: int = 0, n_estimators: int = 50) -> dict:
-    "DCI scores of `Z` against the discrete factors `codes` (boosted-tree importances; informativeness = held-out accuracy)."
+def _dci_split(X, y, groups, random_state):
+    "A third of the items held out: whole `groups` when given (clips of one work never on both sides), else stratified by `y`."
+    if groups is not None:
+        from sklearn.model_selection import GroupShuffleSplit
+        tr, te = next(GroupShuffleSplit(1, test_size=1 / 3, random_state=random_state).split(X, y, groups))
+        return X[tr], X[te], y[tr], y[te]
+    try: return train_test_split(X, y, test_size=1 / 3, random_state=random_state, stratify=y)
+    except ValueError: return train_test_split(X, y, test_size=1 / 3, random_state=random_state)   # a class too small to stratify
+
+def dci(Z: np.ndarray, codes: pd.DataFrame, random_state: int = 0, n_estimators: int = 50, groups: Sequence | None = None) -> dict:
+    "DCI scores of `Z` against the discrete factors `codes` (boosted-tree importances; informativeness = accuracy on held-out items, whole `groups` held out when given)."
     Z = np.asarray(Z, dtype=float)
     R, info = np.zeros((Z.shape[1], len(codes.columns))), {}
     for j, f in enumerate(codes.columns):
         y = codes[f].to_numpy(); ok = y >= 0
-        try: Xtr, Xte, ytr, yte = train_test_split(Z[ok], y[ok], test_size=1 / 3, random_state=random_state, stratify=y[ok])
-        except ValueError:   # a class too small to stratify (tiny quick sets): a plain split
-            Xtr, Xte, ytr, yte = train_test_split(Z[ok], y[ok], test_size=1 / 3, random_state=random_state)
+        Xtr, Xte, ytr, yte = _dci_split(Z[ok], y[ok], None if groups is None else np.asarray(groups)[ok], random_state)
         if len(np.unique(ytr)) < 2: R[:, j], info[f] = 0.0, np.nan; continue
         rf = GradientBoostingClassifier(n_estimators=n_estimators, max_depth=3, random_state=random_state).fit(Xtr, ytr)
         R[:, j], info[f] = rf.feature_importances_, float(rf.score(Xte, yte))
@@ -121,13 +128,14 @@ def kl_per_dim(mu: np.ndarray, logvar: np.ndarray) -> np.ndarray:
     return (0.5 * (mu ** 2 + np.exp(logvar) - 1 - logvar)).mean(0)
 
 # %% ../nbs/03_hard.ipynb #6286f35d
-def latent_scores(mu: np.ndarray, logvar: np.ndarray | None, codes: pd.DataFrame, random_state: int = 0) -> dict:
-    "{factor or 'all' or '': {metric: value}} of latents `mu` against discrete factor `codes` (rows aligned)."
+def latent_scores(mu: np.ndarray, logvar: np.ndarray | None, codes: pd.DataFrame, random_state: int = 0,
+                  groups: Sequence | None = None) -> dict:
+    "{factor or 'all' or '': {metric: value}} of latents `mu` against discrete factor `codes` (rows aligned; DCI holds out whole `groups`)."
     codes = codes[[f for f in codes.columns if len(set(codes[f]) - {-1}) >= 2]]
     out: dict = {}
     if len(codes.columns):
         for f, v in mig(mu, codes).items(): out.setdefault(f, {})["mig"] = float(v)
-        d = dci(mu, codes, random_state=random_state)
+        d = dci(mu, codes, random_state=random_state, groups=groups)
         out.setdefault("all", {}).update({k: d[k] for k in ("dci_disentanglement", "dci_completeness", "dci_informativeness")})
     out[""] = {"active_units": float(active_units(mu)[0])}
     if logvar is not None: out[""]["kl_mean_per_dim"] = float(kl_per_dim(mu, logvar).mean())

@@ -17,15 +17,15 @@ from . import plots
 
 # %% auto #0
 __all__ = ['CONFIG_KEYS', 'FOLD_KEYS', 'BASELINES', 'BASELINE_KEYS', 'FIXED_K_RULES', 'NUMERIC_KEYS', 'METRIC_RANGE',
-           'SUMMARY_COLUMNS', 'SELECT_BY', 'CHOICE_COLUMNS', 'SCORES', 'MODEL_NAMES', 'ALGORITHM_NAMES', 'FAMILIES',
-           'GENERIC', 'FINDING_COLUMNS', 'key_text', 'tidy', 'synthetic_metrics', 't_interval', 'fold_ratio',
-           'corrected_t_interval', 'corrected_t_pvalue', 'holm', 'dedupe', 'clip_interval', 'summarise', 'match',
-           'fold_choices', 'selection_summary', 'select_on_valid', 'verdict', 'paired_choices', 'paired_difference',
-           'group_bootstrap', 'fold_stability', 'is_fused', 'describe', 'family', 'fmt_interval', 'finding_table',
-           'findings', 'label_confounds', 'scores_within', 'within_choice_table', 'within_sentences', 'best_per',
-           'chosen_values', 'headline_table', 'family_table', 'interval_table', 'png_bytes', 'table_html',
-           'make_report_html', 'standard_sections', 'representation_table', 'comparison_sentence', 'beta_table',
-           'suite_table']
+           'SUMMARY_COLUMNS', 'SELECT_BY', 'CHOICE_COLUMNS', 'SCORES', 'MODEL_NAMES', 'FUSION_NAMES', 'ALGORITHM_NAMES',
+           'FAMILIES', 'GENERIC', 'FINDING_COLUMNS', 'key_text', 'tidy', 'synthetic_metrics', 't_interval',
+           'fold_ratio', 'corrected_t_interval', 'corrected_t_pvalue', 'holm', 'dedupe', 'clip_interval', 'summarise',
+           'match', 'fold_choices', 'selection_summary', 'select_on_valid', 'verdict', 'paired_choices',
+           'paired_difference', 'group_bootstrap', 'fold_stability', 'is_fused', 'describe', 'family', 'fmt_interval',
+           'selection_table', 'finding_table', 'findings', 'label_confounds', 'scores_within', 'within_choice_table',
+           'within_sentences', 'best_per', 'chosen_values', 'headline_table', 'family_table', 'interval_table',
+           'png_bytes', 'table_html', 'make_report_html', 'standard_sections', 'representation_table',
+           'comparison_sentence', 'beta_table', 'suite_table']
 
 # %% ../nbs/22_report.ipynb #d42ac534
 CONFIG_KEYS = ["dataset", "notebook", "config", "model", "modalities", "features", "fusion", "beta", "latent_dim",
@@ -321,6 +321,7 @@ def is_fused(modalities) -> bool:
 
 MODEL_NAMES = {"features": "raw features", "metadata": "metadata column", "pca": "PCA", "ae": "autoencoder", "vae": "VAE",
                "conv_vae": "conv VAE", "mm_vae": "fused VAE", "cvae": "conditional VAE", "gmvae": "mixture-prior VAE"}
+FUSION_NAMES = {"poe": "PoE", "moe": "MoE", "concat": "concatenation", "private": "private-latent"}
 ALGORITHM_NAMES = {"kmeans": "K-Means", "gmm": "GMM", "agglomerative": "Ward", "ward": "Ward", "spectral": "spectral",
                    "hdbscan": "HDBSCAN", "dbscan": "DBSCAN", "birch": "BIRCH", "minibatch_kmeans": "mini-batch K-Means"}
 
@@ -328,7 +329,7 @@ def describe(row: Mapping, clustering: bool = True) -> str:
     "A readable name of a configuration from its fields, e.g. 'MoE fused VAE, audio+lyrics, beta 4, K-Means (k by silhouette)'; never a hash."
     g = lambda c: str(row.get(c, "") or "")
     m = g("model"); name = MODEL_NAMES.get(m, m)
-    if m == "mm_vae" and g("fusion"): name = f"{g('fusion').upper() if len(g('fusion')) <= 4 else g('fusion')} {name}"
+    if m == "mm_vae" and g("fusion"): name = f"{FUSION_NAMES.get(g('fusion'), g('fusion'))} {name}"
     if m == "pca" and g("latent_dim"): name += f" {g('latent_dim')}-d"
     parts = [name, g("features") if m == "metadata" else g("modalities")]
     if m == "cvae" and g("condition"): parts.append(f"given {g('condition')}")
@@ -352,6 +353,16 @@ def fmt_interval(lo: float, hi: float, signed: bool = False, digits: int = 3) ->
     "'[lo, hi]' with `digits` decimals ('[n/a]' when unknown)."
     f = f"{{:{'+' if signed else ''}.{digits}f}}"
     return "[n/a]" if not (np.isfinite(lo) and np.isfinite(hi)) else f"[{f.format(lo)}, {f.format(hi)}]"
+
+# %% ../nbs/22_report.ipynb #5e1ec702
+def selection_table(df: pd.DataFrame, labels: Sequence[str], metric: str = "ami", candidates: Mapping | None = None) -> pd.DataFrame:
+    "Per label and outer fold: the configuration chosen on that fold's valid items (id and readable name), its valid and test `metric`."
+    d = dedupe(df); rows = []
+    for label in labels:
+        ch = fold_choices(d, label, metric, candidates)
+        rows += [dict(label=label, fold=r["fold"], config=r["config"], name=describe(r), family=family(r), k=r["k"],
+                      valid=r["valid"], test=r["test"], candidates=r["n_candidates"]) for r in ch.to_dict("records")]
+    return pd.DataFrame(rows, columns=["label", "fold", "config", "name", "family", "k", "valid", "test", "candidates"])
 
 # %% ../nbs/22_report.ipynb #8244e8d0
 GENERIC = lambda c: ~c.str.contains(":", regex=False)            # `features` of a representation that reads no label-designed block
@@ -529,9 +540,9 @@ def _headline_row(d, ch, label, metric, split, extra) -> dict:
     v = chosen_values(d, ch, label, metric, split)
     lo, hi = clip_interval(*corrected_t_interval(v), metric)
     A = selection_summary(ch, metric)
-    return dict(label=label, **extra, config=A["config"], name=describe(A), algorithm=A["algorithm"], k_rule=A["k_rule"],
-                k=A["k"], metric=metric, mean=v.mean() if len(v) else np.nan, lo=lo, hi=hi, n=len(v),
-                valid=A["valid_mean"], drop=A["drop"], budget=A["budget"])
+    return {**dict(label=label, config=A["config"], name=describe(A), algorithm=A["algorithm"], k_rule=A["k_rule"],
+                   k=A["k"], metric=metric, mean=v.mean() if len(v) else np.nan, lo=lo, hi=hi, n=len(v),
+                   valid=A["valid_mean"], drop=A["drop"], budget=A["budget"]), **extra}
 
 def _baseline_rows(d, labels, metrics, split) -> pd.DataFrame:
     S = _summarise(d[d.model.isin(BASELINES) & d.label.isin(labels) & d.metric.isin(metrics) & (d.split == split)])
