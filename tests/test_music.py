@@ -179,3 +179,48 @@ def test_notes_heard_on_the_beat_grid_read_the_bar_from_audio():
     assert cues[3]["tri-dup_onsets"] > 0.3 > -0.3 > cues[4]["tri-dup_onsets"], cues
     assert cues[3]["tri-dup_long_notes"] > cues[4]["tri-dup_long_notes"] + 0.5
     assert M.note_metre_cues(np.zeros(32_000, np.float32)).tolist() == [0.0, 0.0]
+
+
+# Rhythm a musician would name: four two-voice lines (compound 6/8, dotted, even, syncopated), no time signature.
+RHYTHM_NAMES = M.rhythm_feature_names()
+
+
+def _r(v, name):
+    return v[RHYTHM_NAMES.index(name)]
+
+
+@pytest.mark.parametrize("beat", ["estimate", "score"])
+def test_rhythm_from_midi_known_answers(beat):
+    R = {k: M.midi_rhythm_features(M.rhythm_line(k), beat) for k in M.RHYTHM_LINES}
+    assert _r(R["compound"], "rhy_compound-simple") > 0.4
+    assert all(_r(R[k], "rhy_compound-simple") < -0.3 for k in ("dotted", "even", "syncopated"))
+    assert np.nonzero(R["compound"][:12])[0].tolist() == [0, 4, 8]          # thirds of a dotted-quarter beat
+    assert np.nonzero(R["dotted"][:12])[0].tolist() == [0, 9]
+    assert np.nonzero(R["even"][:12])[0].tolist() == [0, 6]
+    assert abs(_r(R["dotted"], "rhy_npvi") - 100) < 1e-3 and abs(_r(R["even"], "rhy_npvi")) < 1e-3
+    assert _r(R["dotted"], "rhy_ioi_ratio3") + _r(R["dotted"], "rhy_ioi_ratio0.333") > 0.99
+    assert _r(R["syncopated"], "rhy_syncopation") > 0.3
+    assert all(_r(R[k], "rhy_syncopation") == 0 for k in ("compound", "dotted", "even"))
+
+
+def test_rhythm_never_reads_the_time_signature():
+    pm = M.rhythm_line("compound")
+    a = M.midi_rhythm_features(pm)
+    pm.time_signature_changes = [pretty_midi.TimeSignature(3, 4, 0.0)]      # a wrong declaration changes nothing
+    np.testing.assert_array_equal(M.midi_rhythm_features(pm), a)
+
+
+def test_rhythm_is_tempo_free():
+    for k in ("compound", "dotted", "even"):
+        np.testing.assert_allclose(M.midi_rhythm_features(M.rhythm_line(k, 120, 40 / 3)),
+                                   M.midi_rhythm_features(M.rhythm_line(k, 80, 20.0)), atol=1e-4)
+
+
+@pytest.mark.skipif(not M.SOUNDFONT.exists(), reason="no soundfont")
+@pytest.mark.parametrize("program", [0, 24, 73])                            # piano (struck), guitar (plucked), flute (blown)
+def test_rhythm_from_rendered_audio(program):
+    A = {k: M.audio_rhythm_features(M.render(M.rhythm_line(k, 80, 12.0, program))) for k in ("compound", "dotted", "even")}
+    assert _r(A["compound"], "rhy_compound-simple") > 0.3
+    assert _r(A["dotted"], "rhy_compound-simple") < -0.3 and _r(A["even"], "rhy_compound-simple") < -0.2
+    assert _r(A["even"], "rhy_sub_half") > 0.25 and _r(A["dotted"], "rhy_sub_quarters") > 0.3
+    assert _r(A["dotted"], "rhy_npvi") > _r(A["even"], "rhy_npvi") + 20
