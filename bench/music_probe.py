@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/music_probe.py                  # MIDI and audio music features of m21-vocal, 1 job
     .venv/bin/python bench/music_probe.py --jobs 2 --sets midi_music
+    .venv/bin/python bench/music_probe.py --data m21-vocal --quick --blocks subdivision bar_position long_short named_rhythm \
+        --sets midi_rhythm midi_rhythm_est audio_rhythm ref_onset12 ref_declared_ts --no-all
 
 Computes `music.midi_music_features` (score beats) and `music.audio_music_features` directly from the files
 (never through the feature store and its cache) and scores each block of `music.MUSIC_BLOCKS`, and the whole
@@ -19,10 +21,19 @@ the mean of the raw columns the tokens match; e.g. `--blocks --no-all --extra-bl
 scores that block alone (`--blocks` with no names scores no `MUSIC_BLOCKS` block).
 Prints mean and 95 % interval (t over the repetitions) per block × target, and the CPU ms per clip.
 
+`--data NAME|PATH` probes any dataset (a built-in name, `--quick` for its quick version, or a dataset folder);
+the targets are then every label of the dataset over all items, plus for m21-vocal the collection-wise ones below.
+Sets: `midi_music`, `audio_music`, the named-rhythm sets `midi_rhythm` (`music.midi_rhythm_features`, quarters of
+the tempo map, grid estimated from the onsets), `midi_rhythm_est` (seconds, grid estimated: what a transcription
+gets), `audio_rhythm`, and two reference rows on the same folds: `ref_onset12`, a plain 12-bin onset-in-beat
+histogram on the score's quarter-note grid, and `ref_declared_ts`, the declared time signature alone (a label's
+source: a reference, never an input). A rhythm set's blocks are the `MUSIC_BLOCKS` with `rhy_` columns
+(`subdivision`, `bar_position`, `long_short`, `named_rhythm`); a reference set is scored whole (block `all`).
+
 Per-item features are cached in /tmp/music_probe, keyed by a hash of the music module's source; decoded
 audio (16 kHz) is cached there too, so an edit of the extractors recomputes in seconds (MIDI) or a minute (audio).
 """
-import argparse, hashlib, inspect, os, time
+import argparse, functools, hashlib, inspect, os, time
 from pathlib import Path
 
 import numpy as np
@@ -31,15 +42,22 @@ CACHE = Path("/tmp/music_probe")
 SR = 16_000
 
 
-def _midi_item(path):
+def _midi_item(path, which="midi_music"):
     import pretty_midi
     from music_vae_nb import music
+    pm = pretty_midi.PrettyMIDI(str(path))
     t = time.process_time()
-    v = music.midi_music_features(pretty_midi.PrettyMIDI(str(path)), "score")
+    if which == "midi_music": v = music.midi_music_features(pm, "score")
+    elif which == "midi_rhythm": v = music.midi_rhythm_features(pm, "score")
+    elif which == "midi_rhythm_est": v = music.midi_rhythm_features(pm, "estimate")
+    elif which == "ref_onset12":                                  # the plain reference: onsets on the score's quarter grid
+        v = music.beat_histogram(music.merge_onsets(music.score_beats(pm, music.midi_notes(pm)[:, 0]))[0])
+    elif which == "ref_declared_ts": v = music.declared_metre(pm)  # the label's source: a reference row only
+    else: raise ValueError(which)
     return v, time.process_time() - t
 
 
-def _audio_item(path):
+def _audio_item(path, which="audio_music"):
     from music_vae_nb import music
     from music_vae_nb.features import load_audio, spectra
     f = CACHE / "y" / (Path(path).stem + ".npy")
@@ -50,7 +68,7 @@ def _audio_item(path):
     t = time.process_time()
     spec = spectra(y, SR)
     t1 = time.process_time()
-    v = music.audio_music_features(y, SR, spec=spec)
+    v = music.audio_music_features(y, SR, spec=spec) if which == "audio_music" else music.audio_rhythm_features(y, SR)
     return v, time.process_time() - t1, t1 - t
 
 
@@ -59,24 +77,30 @@ def features(ds, ids, which, jobs):
     from joblib import Parallel, delayed
     from music_vae_nb import music
     key = hashlib.sha1(inspect.getsource(music).encode()).hexdigest()[:10]
-    f = CACHE / f"{which}_{key}_{len(ids)}.npz"
-    names = music.midi_music_feature_names() if which == "midi_music" else music.audio_music_feature_names()
+    f = CACHE / f"{ds.name}_{which}_{key}_{len(ids)}.npz"
+    names = {"midi_music": music.midi_music_feature_names, "audio_music": music.audio_music_feature_names,
+             "ref_onset12": lambda: [f"ref_beat_pos{i}/12" for i in range(12)],
+             "ref_declared_ts": lambda: ["ts_declared", "ts_beats_per_bar", "ts_beat_unit", "ts_bar", "ts_compound"]
+             }.get(which, music.rhythm_feature_names)()
     if f.exists():
         z = np.load(f); return z["X"], names, float(z["ms"]), float(z["spec_ms"])
-    paths = [ds.midi_file(i) if which == "midi_music" else ds.audio_file(i) for i in ids]
-    item = _midi_item if which == "midi_music" else _audio_item
+    audio = which.startswith("audio")
+    paths = [ds.audio_file(i) if audio else ds.midi_file(i) for i in ids]
+    item = functools.partial(_audio_item if audio else _midi_item, which=which)
     t = time.perf_counter()
     out = Parallel(n_jobs=jobs, batch_size=16)(delayed(item)(p) for p in paths)
     X = np.stack([o[0] for o in out]).astype(np.float64)
-    ms = 1000 * np.mean([o[1] for o in out]); spec_ms = 1000 * np.mean([o[2] for o in out]) if which == "audio_music" else 0.0
+    ms = 1000 * np.mean([o[1] for o in out]); spec_ms = 1000 * np.mean([o[2] for o in out]) if audio else 0.0
     print(f"{which}: {len(ids)} clips in {time.perf_counter() - t:.1f} s, {ms:.1f} ms CPU per clip"
           + (f" (+ {spec_ms:.1f} ms shared spectra)" if spec_ms else ""))
     CACHE.mkdir(parents=True, exist_ok=True); np.savez(f, X=X, ms=ms, spec_ms=spec_ms)
     return X, names, ms, spec_ms
 
 
-def targets(m):
-    "(name, label, collection or None) of every scored target."
+def targets(m, labels=()):
+    "(name, label, collection or None) of every scored target: m21-vocal's own, else every label of `labels` over all items."
+    if not {"collection", "mode", "meter"} <= set(m.columns) or "bach" not in set(m.collection):
+        return [(f"{l} | all", l, None) for l in labels if m[l].nunique() >= 2]
     out = [("mode | bach", "mode", "bach"), ("meter | bach", "meter", "bach")]
     for c in sorted(m.collection.unique()):
         if c != "bach" and m.loc[m.collection == c, "meter"].nunique() >= 2: out.append((f"meter | {c}", "meter", c))
@@ -109,6 +133,7 @@ def score(X, m, splits, label, coll, reps, split="test"):
     from sklearn.metrics import adjusted_mutual_info_score
     idx = {i: n for n, i in enumerate(m.index)}
     sub = np.ones(len(m), bool) if coll is None else (m.collection == coll).to_numpy()
+    sub = sub & m[label].notna().to_numpy() & (m[label].astype(str) != "").to_numpy()       # items without this label are not scored
     y = m[label].to_numpy()
     out = []
     for r in range(reps):
@@ -117,6 +142,7 @@ def score(X, m, splits, label, coll, reps, split="test"):
         mu, sd = X[tr].mean(0), X[tr].std(0); sd[sd < 1e-9] = 1.0
         Z = (X[te] - mu) / sd
         k = len(set(y[te]))
+        if k < 2 or len(te) <= k: out.append(np.nan); continue
         lab = KMeans(n_clusters=k, n_init=10, random_state=r).fit_predict(Z)
         out.append(adjusted_mutual_info_score(y[te], lab))
     return np.array(out)
@@ -125,6 +151,8 @@ def score(X, m, splits, label, coll, reps, split="test"):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--data", default="m21-vocal", help="a built-in dataset name or a dataset folder")
+    ap.add_argument("--quick", action="store_true", help="the built-in dataset's quick version")
     ap.add_argument("--sets", nargs="+", default=["midi_music", "audio_music"])
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--blocks", nargs="*", default=None, help="blocks to score (default: all with columns, and 'all')")
@@ -137,22 +165,25 @@ def main():
     from scipy import stats
     from music_vae_nb.datasets import load_dataset
     from music_vae_nb.music import MUSIC_BLOCKS, block_columns
-    ds = load_dataset("m21-vocal"); m = ds.manifest
+    ds = load_dataset(a.data, quick=a.quick); m = ds.manifest
     ids = list(m.index); splits = [ds.split_ids(r) for r in range(a.reps)]
-    T = targets(m)
+    T = targets(m, ds.labels)
+    print(f"{ds.name}: {len(ids)} items")
     print(f"{'set:block':34s} {'split':5s} {'cols':>4s} " + " ".join(f"{t[0]:>19s}" for t in T))
     for s in a.sets:
         X, names, ms, spec_ms = features(ds, ids, s, a.jobs)
-        blocks = [(b, block_columns(names, b)) for b in (MUSIC_BLOCKS if a.blocks is None else a.blocks)]
+        blocks = [] if s.startswith("ref_") else [(b, block_columns(names, b)) for b in (MUSIC_BLOCKS if a.blocks is None else a.blocks)]
         for e in a.extra_blocks:
             b, X, cols = extra_block(X, names, e); blocks.append((b, cols))
-        if not a.no_all: blocks.append(("all", list(range(len(names)))))
+        if not a.no_all or s.startswith("ref_"): blocks.append(("all", list(range(len(names)))))
         for b, cols in blocks:
             if not cols: continue
             for sp in a.splits:
                 cells = []
                 for name, label, coll in T:
                     v = score(X[:, cols], m, splits, label, coll, a.reps, sp)
+                    v = v[np.isfinite(v)]
+                    if not len(v): cells.append(f"{'-':>19s}"); continue
                     h = stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else 0.0
                     cells.append(f"{v.mean():6.3f} [{v.mean() - h:5.2f},{v.mean() + h:5.2f}]")
                 print(f"{s + ':' + b:34s} {sp:5s} {len(cols):4d} " + " ".join(f"{c:>19s}" for c in cells), flush=True)

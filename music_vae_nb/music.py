@@ -16,6 +16,7 @@ from .features import pitch_class_histogram
 # %% auto #0
 __all__ = ['SOUNDFONT', 'QUARTER_GRID', 'AC_LAGS', 'BAR_CANDIDATES', 'IOI_BINS', 'METRES', 'TRIPLE_METRES', 'KK_MAJOR',
            'KK_MINOR', 'OTHER_PROFILES', 'TEMPO_RATIOS', 'PITCH_HOP', 'NOTE_PITCHES', 'HARMONIC_PARTIALS', 'NOTE_BANDS',
+           'BEAT_BINS', 'BAR_BINS', 'BAR_BEATS', 'IOI_RATIOS', 'RHYTHM_LINES', 'ONSET_FFT', 'ONSET_HOP',
            'PITCH_METRE_EVIDENCE', 'MUSIC_BLOCKS', 'metre_pattern', 'cadence', 'plucked', 'render', 'midi_notes',
            'score_beats', 'onset_train', 'autocorr', 'lag_value', 'estimate_beat', 'note_beats', 'declared_metre',
            'binned_autocorr', 'metre_features', 'metre_template', 'metre_fits', 'triple_evidence', 'beat_accents',
@@ -25,7 +26,11 @@ __all__ = ['SOUNDFONT', 'QUARTER_GRID', 'AC_LAGS', 'BAR_CANDIDATES', 'IOI_BINS',
            'subdivision_profile', 'beat_features', 'comb_period', 'beat_sync', 'spectral_change', 'audio_triple_duple',
            'semitone_filterbank', 'semitone_spectrum', 'pitch_novelty', 'fine_period', 'pitch_metre_names',
            'pitch_beat_grid', 'pitch_metre_cues', 'harmonic_kernel', 'slot_spectra', 'pitch_activations', 'heard_notes',
-           'note_metre_cues', 'beat_chroma', 'audio_music_feature_names', 'audio_music_features', 'block_columns']
+           'note_metre_cues', 'beat_chroma', 'audio_music_feature_names', 'audio_music_features', 'rhythm_line',
+           'merge_onsets', 'onset_grid', 'beat_histogram', 'subdivision_evidence', 'bar_metricity', 'choose_bar',
+           'bar_histogram', 'ioi_ratio_histogram', 'npvi', 'metrical_levels', 'syncopation', 'rhythm_feature_names',
+           'rhythm_profile', 'midi_rhythm_features', 'onset_strength', 'pick_onsets', 'audio_rhythm_features',
+           'block_columns']
 
 # %% ../nbs/16_music.ipynb #01322f66
 SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
@@ -529,6 +534,164 @@ def audio_music_features(y: np.ndarray, sr: int = 16_000, n_fft: int = 1024, hop
     return np.concatenate([pulse, [ev, triple_cues(ev)], pitch_metre_cues(y, sr, grid), note_metre_cues(y, sr, grid),
                            tonality_features(beat_chroma(spec["chroma"], period, phase))]).astype(np.float32)
 
+# %% ../nbs/16_music.ipynb #a1396568
+BEAT_BINS = QUARTER_GRID            # onset positions per beat: halves (6), thirds (4, 8), quarters (3, 9) and sixths (2, 10) fall on it
+BAR_BINS = 24                       # onset positions per bar
+BAR_BEATS = (2, 3, 4)               # bar lengths tried, in beats
+IOI_RATIOS = (1 / 4, 1 / 3, 1 / 2, 2 / 3, 1.0, 3 / 2, 2.0, 3.0, 4.0)   # consecutive inter-onset-interval ratios, earlier / later
+RHYTHM_LINES = {                    # melody bars (durations in beats, cycled), beat in quarters, bass notes (start, duration) per 2-beat bar
+    "compound": ([[2 / 3, 1 / 3, 2 / 3, 1 / 3], [1 / 3, 1 / 3, 1 / 3, 1.0]], 1.5, [(0, 1.0), (1, 1 / 3)]),
+    "dotted": ([[0.75, 0.25, 0.75, 0.25]], 1.0, [(0, 1.0), (1, 0.5)]),
+    "even": ([[0.5] * 4], 1.0, [(0, 1.0), (1, 0.5)]),
+    "syncopated": ([[0.5, 1.0, 0.5]], 1.0, [(0, 2.0)]),
+}
+
+def rhythm_line(kind: str = "compound", bpm: float = 80.0, seconds: float = 20.0, program: int = 0):
+    "A two-voice line of `kind` (a key of `RHYTHM_LINES`) at `bpm` beats per minute (the beat a dotted quarter in 'compound', a quarter otherwise): a scale over a bass, GM `program` for both, no time signature."
+    bars, unit, bass = RHYTHM_LINES[kind]; b = 60.0 / bpm
+    scale = [72, 74, 76, 77, 79, 81, 79, 77, 76, 74]
+    mel, low, t, k = [], [], 0.0, 0
+    while t * b < seconds:
+        for s, d in bass: low.append(((48, 43)[k % 2], (t + s) * b, (t + s + d) * b, 90))
+        for d in bars[k % len(bars)]:
+            mel.append((scale[len(mel) % len(scale)], t * b, (t + d) * b, 100)); t += d
+        k += 1
+    return _score([mel, low], bpm * unit, program)
+
+# %% ../nbs/16_music.ipynb #ef583c28
+def merge_onsets(on: np.ndarray, w: np.ndarray | None = None, tol: float = 1 / 24) -> tuple[np.ndarray, np.ndarray]:
+    "Distinct onsets of times `on` (any unit) with weights `w` (default 1): an onset within `tol` of the previous one joins it, weights add: (sorted times (m,), weights (m,))."
+    on = np.asarray(on, float); w = np.ones(len(on)) if w is None else np.asarray(w, float)
+    o = np.argsort(on, kind="stable"); on, w = on[o], w[o]
+    if not len(on): return on, w
+    keep = np.r_[True, np.diff(on) > tol]
+    return on[keep], np.bincount(np.cumsum(keep) - 1, w)
+
+def onset_grid(on: np.ndarray, w: np.ndarray | None = None, period0: float = 0.6, lo: float = 0.3, hi: float = 1.5,
+               rate: float | None = None) -> tuple[float, float]:
+    "Beat grid (period, phase) in the unit of onsets `on` weighted by `w`: `comb_period` of the onset train (`rate` samples per unit, default 60 / `period0`… 100 per second) under a prior around `period0` within `lo` … `hi`, refined by `fine_period`; the phase in [0, period) gathers the most weight within 1/24 period."
+    on = np.asarray(on, float); w = np.ones(len(on)) if w is None else np.asarray(w, float)
+    if len(on) < 2: return float(period0), 0.0
+    rate = rate or 60.0 / period0                                      # 100 samples per 0.6 s beat
+    x = onset_train(on - on.min(), w, rate)
+    P = fine_period(x, comb_period(x, rate, start_bpm=60 / period0, min_bpm=60 / hi, max_bpm=60 / lo)) / rate
+    d = np.mod(on[None, :] - on[:, None] + P / 2, P) - P / 2          # signed distance of onset j to the grid through onset i
+    near = np.abs(d) < P / 24; i = int(np.argmax((near * w[None]).sum(1)))
+    return float(P), float(np.mod(on[i] + (d[i] * w)[near[i]].sum() / max(w[near[i]].sum(), 1e-12), P))
+
+# %% ../nbs/16_music.ipynb #9145ba93
+def beat_histogram(b: np.ndarray, n: int = BEAT_BINS) -> np.ndarray:
+    "Share of onsets `b` (beats) at each of `n` positions in the beat (nearest; position 0 on the beat): shape (n,), sums to 1 (zeros without onsets)."
+    h = np.bincount(np.round(np.mod(np.asarray(b, float), 1.0) * n).astype(int) % n, minlength=n).astype(float)
+    return h / max(h.sum(), 1)
+
+def subdivision_evidence(h: np.ndarray) -> np.ndarray:
+    "How the beat is divided, from a 12-bin `beat_histogram` `h`: shares of onsets on the beat, on the half beat (6/12), on the other quarters (3, 9), on the thirds (4, 8), on the other sixths (2, 10), and thirds + sixths − half − quarters (> 0 reads compound, < 0 simple): shape (6,)."
+    h = np.asarray(h, float); s = [h[0], h[6], h[3] + h[9], h[4] + h[8], h[2] + h[10]]
+    return np.array(s + [s[3] + s[4] - s[1] - s[2]])
+
+# %% ../nbs/16_music.ipynb #c57a2d1c
+def bar_metricity(b: np.ndarray, w: np.ndarray | None = None, bars: Sequence[int] = BAR_BEATS, tol: float = 1 / 24) -> tuple[np.ndarray, np.ndarray]:
+    "How strongly the weight `w` of onsets `b` (beats) within `tol` of a beat repeats every bar of each length in `bars` (beats): (metricity = largest share of the folded weight × bar length, in [1, bar], shape (len(bars),); the heaviest beat of each bar, shape (len(bars),))."
+    b = np.asarray(b, float); w = np.ones(len(b)) if w is None else np.asarray(w, float)
+    r = np.round(b); on = np.abs(b - r) < tol; m, d = [], []
+    for B in bars:
+        f = np.bincount(np.mod(r[on], B).astype(int), w[on], B)
+        m.append(f.max() / f.sum() * B if f.sum() > 0 else 1.0); d.append(float(np.argmax(f)))
+    return np.array(m), np.array(d)
+
+def choose_bar(metricity: np.ndarray, margin: float = 1.15) -> int:
+    "Index of the bar read from `bar_metricity` output `metricity` (bars in increasing length): the shortest, unless a longer one is `margin` × more metrical than the one chosen so far."
+    best = 0
+    for i in range(1, len(metricity)):
+        if metricity[i] > margin * metricity[best]: best = i
+    return best
+
+def bar_histogram(b: np.ndarray, bar: float, downbeat: float, n: int = BAR_BINS) -> np.ndarray:
+    "Share of onsets `b` (beats) at each of `n` positions of a bar of `bar` beats that starts on beat `downbeat`: shape (n,), sums to 1 (zeros without onsets)."
+    p = np.mod((np.asarray(b, float) - downbeat) / bar, 1.0)
+    h = np.bincount(np.round(p * n).astype(int) % n, minlength=n).astype(float)
+    return h / max(h.sum(), 1)
+
+# %% ../nbs/16_music.ipynb #4b6fa8ad
+def ioi_ratio_histogram(on: np.ndarray, ratios: Sequence[float] = IOI_RATIOS) -> np.ndarray:
+    "Ratios (earlier / later, so a long-short pair is > 1) of consecutive inter-onset intervals of distinct sorted onsets `on` (any unit), the share nearest (log scale) to each of `ratios`: shape (len(ratios),), zeros with fewer than three onsets."
+    d = np.diff(np.asarray(on, float)); d = d[d > 0]
+    if len(d) < 2: return np.zeros(len(ratios))
+    k = np.argmin(np.abs(np.log2(d[:-1] / d[1:])[:, None] - np.log2(ratios)[None]), axis=1)
+    return np.bincount(k, minlength=len(ratios)) / (len(d) - 1)
+
+def npvi(on: np.ndarray) -> float:
+    "Normalised pairwise variability index of the inter-onset intervals d of distinct sorted onsets `on` (any unit): 100 × mean |d_k − d_k+1| / ((d_k + d_k+1) / 2); 0 with fewer than three onsets."
+    d = np.diff(np.asarray(on, float)); d = d[d > 0]
+    return float(100 * np.mean(np.abs(np.diff(d)) / ((d[:-1] + d[1:]) / 2))) if len(d) > 1 else 0.0
+
+# %% ../nbs/16_music.ipynb #ce99696f
+def metrical_levels(bar: int, n: int = BEAT_BINS) -> np.ndarray:
+    "Metrical level of each of the `bar` × `n` positions of a bar of `bar` beats: 1 the downbeat, 0 the other beats, −1 half and third beats (6, 4, 8 of 12), −2 quarters and sixths (3, 9, 2, 10), −3 the rest: shape (bar × n,)."
+    sub = np.full(n, -3); sub[[2, 3, 9, 10]] = -2; sub[[4, 6, 8]] = -1; sub[0] = 0
+    lv = np.tile(sub, int(bar)); lv[0] = 1
+    return lv
+
+def syncopation(b: np.ndarray, bar: int, downbeat: float, n: int = BEAT_BINS) -> float:
+    "Longuet-Higgins and Lee syncopation of onsets `b` (beats, positions rounded to 1/`n` beat) in bars of `bar` beats from beat `downbeat`: an onset whose next onset comes after the next stronger position (`metrical_levels`) scores that position's level minus its own; the mean over the onsets that have a next one."
+    q = np.unique(np.round((np.asarray(b, float) - downbeat) * n).astype(int))
+    if len(q) < 2: return 0.0
+    lv = metrical_levels(bar, n); L = len(lv); ext = np.r_[lv, 1]          # the next bar's downbeat closes the bar
+    nxt = np.array([next((s for s in range(r + 1, L + 1) if ext[s] > lv[r]), -1) for r in range(L)])
+    r = np.mod(q[:-1], L); held = (nxt[r] > 0) & (q[1:] > q[:-1] - r + nxt[r])
+    return float(np.where(held, ext[nxt[r]] - lv[r], 0).sum() / (len(q) - 1))
+
+# %% ../nbs/16_music.ipynb #3a55b9f8
+def rhythm_feature_names() -> list[str]:
+    "Column names of `rhythm_profile` (the `midi_rhythm` and `audio_rhythm` sets), in order."
+    return ([f"rhy_beat_pos{i}/{BEAT_BINS}" for i in range(BEAT_BINS)]
+            + [f"rhy_sub_{s}" for s in ("on_beat", "half", "quarters", "thirds", "sixths")] + ["rhy_compound-simple"]
+            + [f"rhy_bar_metricity{B}[beats]" for B in BAR_BEATS] + [f"rhy_bar_pos{i}/{BAR_BINS}" for i in range(BAR_BINS)]
+            + [f"rhy_ioi_ratio{r:.3g}" for r in IOI_RATIOS] + ["rhy_npvi", "rhy_syncopation", "rhy_onsets_per_beat"])
+
+def rhythm_profile(on: np.ndarray, w: np.ndarray, grid: tuple[float, float]) -> np.ndarray:
+    "Rhythm of onsets `on` (any unit) weighted by `w` on the beat grid `grid` (period, phase in that unit; `onset_grid`): see `rhythm_feature_names`; zeros with fewer than two onsets: shape (57,)."
+    if len(on) < 2: return np.zeros(len(rhythm_feature_names()), np.float32)
+    b, w = merge_onsets((np.asarray(on, float) - grid[1]) / grid[0], w)
+    h = beat_histogram(b); m, d = bar_metricity(b, w); i = choose_bar(m)
+    return np.concatenate([h, subdivision_evidence(h), m, bar_histogram(b, BAR_BEATS[i], d[i]), ioi_ratio_histogram(b),
+                           [npvi(b), syncopation(b, BAR_BEATS[i], d[i]), len(b) / max(b[-1] - b[0], 1.0)]]).astype(np.float32)
+
+def midi_rhythm_features(pm, beat: str = "estimate") -> np.ndarray:
+    "`rhythm_profile` of the notes of `pm` (onsets weighted by note durations, each at most 2 beats of the prior), in seconds (`beat='estimate'`) or quarter notes of the tempo map (`'score'`), the grid estimated from the onsets; never reads a time signature: shape (57,)."
+    N = midi_notes(pm)
+    if beat == "score": N[:, :2] = score_beats(pm, N[:, :2]); period0 = 1.0
+    elif beat == "estimate": period0 = 0.6
+    else: raise ValueError(f"beat={beat!r}: 'score' or 'estimate'")
+    on, w = merge_onsets(N[:, 0], np.clip(N[:, 1] - N[:, 0], 0, 2 * period0), period0 / 24)
+    return rhythm_profile(on, w, onset_grid(on, w, period0, period0 / 2, period0 * 2.5))
+
+# %% ../nbs/16_music.ipynb #22dc06ac
+ONSET_FFT, ONSET_HOP = 2048, 256        # frames of the audio onset strength (62.5 frames/s at 16 kHz)
+
+def onset_strength(y: np.ndarray, sr: int = 16_000, n_fft: int = ONSET_FFT, hop: int = ONSET_HOP, gain: float = 100.0) -> np.ndarray:
+    "SuperFlux onset strength of mono `y` at `sr` Hz on the `semitone_spectrum` (MIDI 40–99, `n_fft`, `hop`): log(1 + `gain` × magnitude / the clip's largest), the mean positive rise of each band over the largest of it and its two neighbours one frame before: shape (frames,), first frame 0."
+    from scipy.ndimage import maximum_filter1d
+    C = semitone_spectrum(y, sr, n_fft, hop, (40, 100)); L = np.log1p(gain * C / max(float(C.max()), 1e-9))
+    return np.concatenate([[0.0], np.maximum(L[:, 1:] - maximum_filter1d(L, 3, axis=0)[:, :-1], 0).mean(0)])
+
+def pick_onsets(x: np.ndarray, fps: float, radius: float = 0.05, window: float = 1.0, delta: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
+    "Peaks of an onset strength `x` (`fps` frames per second): the maximum within ± `radius` s that exceeds the mean within ± `window` s by `delta` × the 99th percentile of `x`, placed by a parabola through the neighbours: (times s (m,), strengths (m,))."
+    from scipy.ndimage import maximum_filter1d, uniform_filter1d
+    x = np.asarray(x, float)
+    if len(x) < 3: return np.zeros(0), np.zeros(0)
+    peak = (x == maximum_filter1d(x, 2 * int(round(radius * fps)) + 1)) & (x > uniform_filter1d(x, 2 * int(round(window * fps)) + 1) + delta * np.percentile(x, 99))
+    i = np.nonzero(peak[1:-1])[0] + 1; a, c = x[i - 1], x[i + 1]; den = a - 2 * x[i] + c
+    off = np.clip(0.5 * (a - c) / np.where(np.abs(den) > 1e-12, den, -1.0), -0.5, 0.5)
+    return (i + off) / fps, x[i]
+
+def audio_rhythm_features(y: np.ndarray, sr: int = 16_000) -> np.ndarray:
+    "`rhythm_profile` of the onsets of mono `y` at `sr` Hz (`onset_strength`, `pick_onsets`), each weighted by its strength × the time to the next onset (at most 1 s), on their `onset_grid`: shape (57,)."
+    on, s = pick_onsets(onset_strength(y, sr), sr / ONSET_HOP)
+    w = s * np.clip(np.r_[np.diff(on), 0.5], 0, 1.0)
+    return rhythm_profile(on, w, onset_grid(on, w))
+
 # %% ../nbs/16_music.ipynb #e954d662
 PITCH_METRE_EVIDENCE = ("pitchnov_fit_3/4", "pitchnov_metricity_bar1.5", "pitchnov_metricity_bar3")   # chosen on valid among the 12
 MUSIC_BLOCKS = {
@@ -540,6 +703,10 @@ MUSIC_BLOCKS = {
     "tonality": ("pc_rel", "chroma_rel", "r_", "major-minor", "key_", "final_"),
     "mode_evidence": ("major-minor",),                                                      # major − minor of each profile
     "melody": ("mel_",),
+    "subdivision": ("rhy_beat_pos", "rhy_sub_", "rhy_compound"),    # the `rhythm_profile` sets: how the beat is divided
+    "bar_position": ("rhy_bar_",),                                   # the bar estimated and where in it the onsets fall
+    "long_short": ("rhy_ioi_ratio", "rhy_npvi"),                      # consecutive inter-onset ratios
+    "named_rhythm": ("rhy_",),                                       # the whole `rhythm_profile`
 }
 
 def block_columns(names: Sequence[str], block: str) -> list[int]:

