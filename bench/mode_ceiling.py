@@ -1,6 +1,6 @@
 """How much of a whole piece's mode can a 30 s clip tell? (a script that measures and prints; not a test)
 
-    .venv/bin/python bench/mode_ceiling.py --jobs 2            # m21-vocal, 10 repetitions
+    .venv/bin/python bench/mode_ceiling.py --jobs 2            # m21-vocal, 10 outer folds
     .venv/bin/python bench/mode_ceiling.py --reps 5 --dataset m21-vocal
 
 The `mode` label of m21-vocal belongs to the whole score: for the Bach chorales it is the mode their key signature
@@ -8,7 +8,7 @@ encodes, for the other collections music21's key analysis of all the score's not
 manifest). Every feature sees one 30 s clip. This script runs the label's own analyser, music21's
 `analyze("key")`, on each clip's MIDI and scores the answer as if it were a clustering into two groups: the share
 of clips where it agrees with the label, and the AMI of the partition (no clustering error at all), over every
-clip, per collection, and on the valid and test items of each repetition (mean and 95 % t-interval), the same
+clip, per collection, and on the valid and test items of each outer fold (mean and 95 % t-interval), the same
 items the evaluation protocol scores. Set beside the held-out AMI of the mode features (`bench/music_probe.py`,
 `00_features`), it says how far the label itself lets a clip go.
 
@@ -45,7 +45,7 @@ def main():
     from joblib import Parallel, delayed
     from sklearn.metrics import adjusted_mutual_info_score as ami
     from music_vae_nb.datasets import load_dataset
-    from music_vae_nb.report import t_interval
+    from music_vae_nb.report import corrected_t_interval
     ds = load_dataset(a.dataset); m = ds.manifest[ds.manifest.has_midi & ds.manifest["mode"].notna()]
     modes = Parallel(n_jobs=a.jobs, batch_size=16)(delayed(clip_mode)(ds.midi_file(i)) for i in m.index)
     d = pd.DataFrame({"analysis": modes, "label": m["mode"].to_numpy(), "collection": m.collection.to_numpy(),
@@ -55,13 +55,13 @@ def main():
     d = d.drop(bad.index)
     print(f"{ds.name}: music21 key analysis of {len(d)} clips against the whole piece's mode ({len(bad)} not analysed)")
     rows = [("all clips", d)] + [(f"collection={c} ({g.mode_source.iloc[0]})", g) for c, g in d.groupby("collection")]
-    print(f"{'where':38s} {'clips':>5s} {'agree':>6s} {'AMI':>6s}   held-out AMI per split, mean [95 % interval] over {a.reps} repetitions")
-    splits = [ds.split_ids(r) for r in range(a.reps)]
+    print(f"{'where':38s} {'clips':>5s} {'agree':>6s} {'AMI':>6s}   held-out AMI per split, mean [95 % interval] over {a.reps} outer folds")
+    splits = [ds.fold_ids(r, a.reps) for r in range(a.reps)]
     for name, g in rows:
         cells = []
         for s in ("valid", "test"):
             v = np.array([ami(h.label, h.analysis) for h in (g[g.index.isin(sp[s])] for sp in splits) if h.label.nunique() > 1])
-            lo, hi = t_interval(v)
+            lo, hi = corrected_t_interval(v)
             cells.append(f"{s} {v.mean():.3f} [{lo:.2f}, {hi:.2f}]")
         print(f"{name:38s} {len(g):5d} {(g.analysis == g.label).mean():6.3f} {ami(g.label, g.analysis):6.3f}   " + "   ".join(cells))
 

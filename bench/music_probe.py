@@ -7,8 +7,8 @@
 
 Computes `music.midi_music_features` (score beats) and `music.audio_music_features` directly from the files
 (never through the feature store and its cache) and scores each block of `music.MUSIC_BLOCKS`, and the whole
-vector, the way the evaluation protocol does: for repetitions r = 0..4, `ds.split_ids(r)`, standardise on the
-train items of the subset, K-Means (k = classes among the scored items, n_init=10, random_state=r) on the valid
+vector, the way the evaluation protocol does: for outer folds r = 0..4, `ds.fold_ids(r, 5)`, standardise on the
+fold's train items of the subset, K-Means (k = classes among the scored items, n_init=10, random_state=r) on the valid
 items and, separately, on the test items of the subset, AMI against the label. Valid scores are printed beside
 test scores: every choice (block, rule, parameter) is made on the valid rows; test is read, not chosen on
 (`--splits valid` prints valid only, for development; `--splits train` clusters the train items themselves).
@@ -19,7 +19,7 @@ collection with both duple and triple pieces, collection.
 prefix (as in `MUSIC_BLOCKS`), a name ending in `$` matches exactly, and `mean:T1+T2+...` adds one derived column,
 the mean of the raw columns the tokens match; e.g. `--blocks --no-all --extra-blocks 'mode_notes=major-minor_notes'`
 scores that block alone (`--blocks` with no names scores no `MUSIC_BLOCKS` block).
-Prints mean and 95 % interval (t over the repetitions) per block × target, and the CPU ms per clip.
+Prints mean and 95 % interval (corrected resampled t over the folds) per block × target, and the CPU ms per clip.
 
 `--data NAME|PATH` probes any dataset (a built-in name, `--quick` for its quick version, or a dataset folder);
 the targets are then every label of the dataset over all items, plus for m21-vocal the collection-wise ones below.
@@ -128,7 +128,7 @@ def extra_block(X, names, spec):
 
 
 def score(X, m, splits, label, coll, reps, split="test"):
-    "AMI per repetition of K-Means on the `split` items (subset `coll`), standardised on the train items."
+    "AMI per outer fold of K-Means on the `split` items (subset `coll`), standardised on the fold's train items."
     from sklearn.cluster import KMeans
     from sklearn.metrics import adjusted_mutual_info_score
     idx = {i: n for n, i in enumerate(m.index)}
@@ -154,7 +154,7 @@ def main():
     ap.add_argument("--data", default="m21-vocal", help="a built-in dataset name or a dataset folder")
     ap.add_argument("--quick", action="store_true", help="the built-in dataset's quick version")
     ap.add_argument("--sets", nargs="+", default=["midi_music", "audio_music"])
-    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--reps", "--folds", dest="reps", type=int, default=5, help="outer folds")
     ap.add_argument("--blocks", nargs="*", default=None, help="blocks to score (default: all with columns, and 'all')")
     ap.add_argument("--extra-blocks", nargs="*", default=[], metavar="NAME=TOKEN,...",
                     help="further blocks: column prefixes, exact names ending in '$', 'mean:T1+T2' for a mean column")
@@ -162,11 +162,11 @@ def main():
     ap.add_argument("--splits", nargs="+", default=["valid", "test"], help="splits scored, one row each (choose on valid)")
     a = ap.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    from scipy import stats
+    from music_vae_nb.report import corrected_t_interval
     from music_vae_nb.datasets import load_dataset
     from music_vae_nb.music import MUSIC_BLOCKS, block_columns
     ds = load_dataset(a.data, quick=a.quick); m = ds.manifest
-    ids = list(m.index); splits = [ds.split_ids(r) for r in range(a.reps)]
+    ids = list(m.index); splits = [ds.fold_ids(r, a.reps) for r in range(a.reps)]
     T = targets(m, ds.labels)
     print(f"{ds.name}: {len(ids)} items")
     print(f"{'set:block':34s} {'split':5s} {'cols':>4s} " + " ".join(f"{t[0]:>19s}" for t in T))
@@ -184,8 +184,8 @@ def main():
                     v = score(X[:, cols], m, splits, label, coll, a.reps, sp)
                     v = v[np.isfinite(v)]
                     if not len(v): cells.append(f"{'-':>19s}"); continue
-                    h = stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else 0.0
-                    cells.append(f"{v.mean():6.3f} [{v.mean() - h:5.2f},{v.mean() + h:5.2f}]")
+                    lo, hi = corrected_t_interval(v, n_folds=a.reps) if len(v) > 1 else (v.mean(), v.mean())
+                    cells.append(f"{v.mean():6.3f} [{max(lo, -1):5.2f},{min(hi, 1):5.2f}]")
                 print(f"{s + ':' + b:34s} {sp:5s} {len(cols):4d} " + " ".join(f"{c:>19s}" for c in cells), flush=True)
         print(f"{s}: {ms:.1f} ms CPU per clip" + (f" (+ {spec_ms:.1f} ms shared spectra, not counted)" if spec_ms else ""))
 

@@ -1,6 +1,6 @@
 """Given vs transcribed MIDI on a dataset whose real MIDI is known (a script that measures and prints; not a test).
 
-    .venv/bin/python bench/transcription.py                 # full default dataset (m21-vocal), 5 repetitions
+    .venv/bin/python bench/transcription.py                 # full default dataset (m21-vocal), 5 outer folds
     .venv/bin/python bench/transcription.py --quick --jobs 1
 
 1. Transcribes every item with audio and given MIDI (basic-pitch, `which="all"`; cached in the dataset's
@@ -8,9 +8,9 @@
    with the given MIDI: median and 95 % interval (2.5th-97.5th percentile over items) of pitch-class overlap,
    note F (onset + pitch, 50 ms), onset F, the onset lag (s, > 0: transcribed late) and onset F with it removed.
 2. Runs the feature floor of `00_features` (each feature set standardised on the training items, K-Means with
-   k = number of classes, the evaluation protocol's splits and repetitions) on the given sets (`midi`,
+   k = number of classes, the evaluation protocol's outer folds) on the given sets (`midi`,
    `midi_music` and its blocks) and on the same sets computed from the transcriptions (`midi_transcribed_all`,
-   ...), and prints the held-out test AMI (mean and 95 % t-interval over repetitions) side by side for every
+   ...), and prints the held-out test AMI (mean and 95 % t-interval over folds) side by side for every
    scored label and for every other label within each value of the primary label (the protocol's subsets).
 """
 import argparse, shlex, sys, time
@@ -86,14 +86,14 @@ def main(a):
     t0 = time.perf_counter()
     protocol = Protocol(algorithms=("kmeans",), k_rules=("n_classes",))
     views = {n: n for n in feats}
-    ex = Experiment(ds, feats, views, repetitions=a.reps, notebook="bench_transcription", n_jobs=a.jobs, scheduler=sched)
+    ex = Experiment(ds, feats, views, folds=a.reps, notebook="bench_transcription", n_jobs=a.jobs, scheduler=sched)
     fits = ex.fit([ModelSpec("features", (n,)) for n in views])
     metrics, _ = ex.score(fits, protocol)
     labels = scored_labels(ds)
     print(f"floor: {time.perf_counter() - t0:.0f} s; labels {labels}; primary label {ds.primary_label}; "
-          f"{a.reps} repetitions (group split seed r)", flush=True)
+          f"{a.reps} outer folds (by group)", flush=True)
     t = side_by_side(metrics)
-    print("\nheld-out test AMI, K-Means with k = number of classes, mean [95 % interval] over repetitions; "
+    print("\nheld-out test AMI, K-Means with k = number of classes, mean [95 % interval] over folds; "
           "given = the dataset's MIDI, transcribed = basic-pitch on the audio, same items, same features:")
     with pd.option_context("display.width", 250, "display.max_columns", 30, "display.max_colwidth", 40):
         print(t.to_string())
