@@ -731,14 +731,16 @@ def representation_table(df: pd.DataFrame, labels: Sequence[str], names: Mapping
     how = alg.pivot_table(index="representation", columns="label", values="cell", aggfunc="first", sort=False)
     return t.merge(how.add_prefix("clustering: ").reset_index(), on="representation", how="left")
 
-def comparison_sentence(df: pd.DataFrame, a: str, b: str, label: str, names: Mapping[str, str] | None = None,
-                        metric: str = "ami", split: str = "test") -> str:
-    "A paired comparison of configurations `a` and `b` (config ids; in each fold each at its clustering chosen on valid) for `label`, as a sentence (unadjusted p: one comparison)."
+def comparison_sentence(df: pd.DataFrame, a: str | Sequence[str], b: str | Sequence[str], label: str,
+                        names: Mapping[str, str] | None = None, metric: str = "ami", split: str = "test",
+                        a_name: str | None = None, b_name: str | None = None) -> str:
+    "A paired comparison for `label` of `a` and `b` (each a config id, or a list of them that each fold chooses among on its valid items; in each fold at the clustering chosen on valid), as a sentence (unadjusted p: one comparison)."
     names = names or {}
     d = dedupe(df); d = d[d.metric == metric]
     wa, wb = _winner(d, label, metric, {"config": a}), _winner(d, label, metric, {"config": b})
-    na = names.get(a) or (describe(wa.iloc[0], clustering=False) if len(wa) else a)
-    nb = names.get(b) or (describe(wb.iloc[0], clustering=False) if len(wb) else b)
+    one = lambda x, w: names.get(x) if isinstance(x, str) else None
+    na = a_name or one(a, wa) or (describe(selection_summary(wa, metric), clustering=False) if len(wa) else str(a))
+    nb = b_name or one(b, wb) or (describe(selection_summary(wb, metric), clustering=False) if len(wb) else str(b))
     r = _finding(label, "comparison", na, wa, nb, wb, metric=metric)
     if not r: return f"{label}: {na} and {nb} have no paired {metric.upper()} scores on {split}."
     r["p_holm"] = r["p"]
