@@ -280,9 +280,9 @@ DEFAULT_DATASET = "m21-vocal"
 def run_records_path(
     quick: bool,   # the records of quick runs (kept apart from full runs)
     dataset: str,  # the dataset's name (`datasets.dataset_name`)
-) -> Path:         # `data/runs/[quick/]<dataset>/runs.json`
-    "Where the records of the runs made on this machine are kept: under `data/`, never committed."
-    return data_dir() / "runs" / ("quick" if quick else "") / dataset / "runs.json"
+) -> Path:         # `data/runs/[quick/]<dataset>/<project>.json`
+    "Where the records of the runs made on this machine are kept: under `data/`, never committed, one file per project folder (clones may share a data folder)."
+    return data_dir() / "runs" / ("quick" if quick else "") / dataset / f"{fingerprint(str(project_root()), n=12)}.json"
 
 def read_runs(
     path: str | Path,  # a `runs.json`
