@@ -1,7 +1,7 @@
 # The README's commands. Each target runs the idempotent setup first.
 BIN := .venv/bin
 
-.PHONY: setup reproduce reproduce-quick test sync lab bench
+.PHONY: setup reproduce reproduce-quick test test-slow test-all sync lab bench
 setup:
 	@bash scripts/setup.sh
 
@@ -13,10 +13,19 @@ reproduce: setup
 reproduce-quick: setup
 	$(BIN)/music-vae reproduce --quick
 
-## Notebooks and library in sync and clean, then every notebook (quick) and unit test.
+## Notebooks and library in sync and clean, then the fast tests: unit tests, every library chapter through
+## nbdev's test_nb, each seed layout end to end on a tiny fixture (everything not marked slow).
 test: setup
 	$(BIN)/python scripts/check_sync.py
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not slow"
+
+## The slow tests only: the five report notebooks (quick) on the default corpus and on each seed layout,
+## and a real notebook run interrupted and resumed.
+test-slow: setup
+	$(BIN)/python -m pytest -m slow
+
+## Everything: the fast tests, then the slow ones (what CI runs).
+test-all: test test-slow
 
 ## Export and clean after editing notebooks.
 sync: setup

@@ -4,7 +4,7 @@
 
 # %% ../nbs/90_pipeline.ipynb #d2416904
 from __future__ import annotations
-import argparse, ast, contextlib, copy, json, os, signal, sys, subprocess, threading, time
+import argparse, ast, contextlib, copy, hashlib, json, os, signal, socket, sys, subprocess, tempfile, threading, time
 from dataclasses import dataclass, field, asdict
 from datetime import datetime
 from pathlib import Path
@@ -12,20 +12,24 @@ from typing import Sequence
 
 import nbformat
 
-from .core import STAGES_ENV, fingerprint, project_root, reports_dir, write_json, Timer
+from .core import STAGES_ENV, data_dir, fingerprint, project_root, read_metrics, reports_dir, write_json, Timer
 
 # %% auto #0
-__all__ = ['REPORT_NOTEBOOKS', 'SKIP_TAG', 'DEFAULT_DATASET', 'NOTEBOOK_NEEDS', 'notebook_path', 'tag_skipped_cells',
-           'strip_skipped_cells', 'declared_parameters', 'parse_value', 'parameters_for', 'NotebookFailed',
-           'NotebookRun', 'to_html', 'run_notebook', 'notebook_hash', 'library_hash', 'reuse_reason', 'Interrupted',
-           'stop_children', 'children_stop_with_us', 'dataset_report_dir', 'read_runs', 'notebook_needs', 'reproduce',
-           'build_parser', 'lab_command', 'main']
+__all__ = ['REPORT_NOTEBOOKS', 'SKIP_TAG', 'DEFAULT_DATASET', 'READER_FIELDS', 'NOTEBOOK_NEEDS', 'HEADLINE_COLUMNS',
+           'notebook_path', 'tag_skipped_cells', 'strip_skipped_cells', 'declared_parameters', 'parse_value',
+           'parameters_for', 'NotebookFailed', 'NotebookRun', 'to_html', 'run_notebook', 'notebook_hash',
+           'library_hash', 'file_hash', 'this_machine', 'reuse_reason', 'Interrupted', 'stop_children',
+           'children_stop_with_us', 'run_records_path', 'read_runs', 'reader_record', 'notebook_needs', 'reproduce',
+           'committed_metrics', 'headline_numbers', 'compare_tables', 'headline_comparison', 'build_parser',
+           'lab_command', 'main']
 
 # %% ../nbs/90_pipeline.ipynb #6dc9171b
 REPORT_NOTEBOOKS = ["00_features", "01_easy", "02_medium", "03_hard", "04_analysis"]
 
-def notebook_path(name: str) -> Path:
-    "Path of notebook `name` (with or without `.ipynb`, or a unique prefix such as `01`)."
+def notebook_path(
+    name: str,  # a notebook's name, with or without `.ipynb`, or a unique prefix such as `01`
+) -> Path:      # the notebook in the project's `nbs/`
+    "Path of notebook `name`; FileNotFoundError when no single notebook matches."
     nbs = project_root() / "nbs"
     stem = name[:-6] if name.endswith(".ipynb") else name
     if (nbs / f"{stem}.ipynb").exists(): return nbs / f"{stem}.ipynb"
@@ -41,8 +45,10 @@ def _nbdev_skips(src: str) -> bool:
     lines = [l.replace(" ", "").lower() for l in src.splitlines() if l.startswith("#|")]
     return "nbdev_export" + "(" in src or any(l.startswith("#|eval:false") for l in lines)
 
-def tag_skipped_cells(nb: nbformat.NotebookNode) -> int:
-    "Add the `skip-execution` tag to cells nbdev would not run; return how many carry it."
+def tag_skipped_cells(
+    nb: nbformat.NotebookNode,  # a notebook, tagged in place
+) -> int:                       # how many code cells carry the tag afterwards
+    "Add the `skip-execution` tag to cells nbdev would not run."
     n = 0
     for c in nb.cells:
         if c.cell_type != "code": continue
@@ -52,8 +58,10 @@ def tag_skipped_cells(nb: nbformat.NotebookNode) -> int:
         n += SKIP_TAG in c.metadata.get("tags", [])
     return n
 
-def strip_skipped_cells(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    "Copy of `nb` whose `skip-execution` cells are replaced by a comment."
+def strip_skipped_cells(
+    nb: nbformat.NotebookNode,  # a notebook (left untouched)
+) -> nbformat.NotebookNode:     # a copy whose `skip-execution` cells are replaced by a comment
+    "Copy of `nb` that papermill can execute: skipped cells say so instead of running."
     nb = copy.deepcopy(nb)
     for c in nb.cells:
         if c.cell_type == "code" and SKIP_TAG in c.metadata.get("tags", []):
@@ -61,8 +69,10 @@ def strip_skipped_cells(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return nb
 
 # %% ../nbs/90_pipeline.ipynb #f0584445
-def declared_parameters(path: str | Path) -> dict:
-    "Names and default source of the assignments in the notebook's `parameters` cell."
+def declared_parameters(
+    path: str | Path,  # a notebook
+) -> dict:             # name -> source of its default value
+    "The assignments in the notebook's `parameters` cell."
     nb = nbformat.read(path, as_version=4)
     cell = next((c for c in nb.cells if "parameters" in c.metadata.get("tags", [])), None)
     if cell is None: return {}
@@ -71,12 +81,17 @@ def declared_parameters(path: str | Path) -> dict:
             for node in tree.body if isinstance(node, (ast.Assign, ast.AnnAssign))
             for t in (node.targets if isinstance(node, ast.Assign) else [node.target]) if isinstance(t, ast.Name)}
 
-def parse_value(text: str):
-    "A command-line value as a Python literal when it is one, else the string itself."
+def parse_value(
+    text: str,  # a value as typed on the command line
+):              # the Python literal it spells, else the string itself
+    "A command-line value as a Python literal when it is one."
     try: return ast.literal_eval(text)
     except (ValueError, SyntaxError): return text
 
-def parameters_for(path: str | Path, params: dict) -> dict:
+def parameters_for(
+    path: str | Path,  # a notebook
+    params: dict,      # every parameter of the run
+) -> dict:             # those the notebook declares
     "The subset of `params` that the notebook at `path` declares."
     names = declared_parameters(path)
     return {k: v for k, v in params.items() if k in names}
@@ -95,7 +110,9 @@ class NotebookRun:
     name: str; seconds: float; output: str; html: str | None; parameters: dict = field(default_factory=dict)
     stages: dict = field(default_factory=dict); reused: bool = False
 
-def to_html(ipynb: str | Path) -> Path:
+def to_html(
+    ipynb: str | Path,  # an executed notebook
+) -> Path:              # its HTML copy, written beside it
     "Write an HTML copy of the executed notebook `ipynb` beside it."
     from nbconvert import HTMLExporter
     ipynb = Path(ipynb)
@@ -119,8 +136,15 @@ def _read_stages(path: Path) -> dict:
     except (OSError, ValueError): return {}
     finally: path.unlink(missing_ok=True)
 
-def run_notebook(path: str | Path, out_dir: str | Path, params: dict | None = None, html: bool = True,
-                 kernel: str = "python3", log=print, why: str = "") -> NotebookRun:
+def run_notebook(
+    path: str | Path,            # the notebook to execute
+    out_dir: str | Path,         # where the executed copy (same name) and its HTML copy go
+    params: dict | None = None,  # parameters of the run; the notebook gets those it declares
+    html: bool = True,           # write the HTML copy
+    kernel: str = "python3",     # the Jupyter kernel
+    log=print,                   # where the two progress lines go
+    why: str = "",               # why it runs, said in the first line
+) -> NotebookRun:
     "Execute the notebook at `path` with papermill into `out_dir`; raise `NotebookFailed` on a failing cell."
     import papermill as pm
     path, out_dir = Path(path), Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
@@ -150,32 +174,51 @@ def _failed_cell(executed: Path, source_nb) -> int | None:
     return next((i for i, c in enumerate(source_nb.cells, 1) if c.source == bad[0]), None)
 
 # %% ../nbs/90_pipeline.ipynb #146d7db7
-def notebook_hash(path: str | Path) -> str:
+def notebook_hash(
+    path: str | Path,  # a notebook
+) -> str:              # 16 hex digits
     "Hash of the notebook's cell types and sources (outputs and metadata ignored)."
     nb = nbformat.read(path, as_version=4)
     return fingerprint([(c.cell_type, c.source) for c in nb.cells], n=16)
 
 def library_hash() -> str:
-    "Hash of the library code: the contents of `music_vae_nb/*.py` (the generated index `_modidx.py` left out)."
+    "Hash (16 hex digits) of the library code: the contents of `music_vae_nb/*.py` (the generated index `_modidx.py` left out)."
     import music_vae_nb
     files = sorted(f for f in Path(music_vae_nb.__file__).parent.glob("*.py") if f.name != "_modidx.py")
     return fingerprint([(f.name, f.read_text(encoding="utf-8")) for f in files], n=16)
+
+def file_hash(
+    path: str | Path,  # any file
+) -> str | None:       # 16 hex digits of its bytes; None when it cannot be read
+    "Hash of the bytes of the file at `path`."
+    try: return hashlib.sha1(Path(path).read_bytes()).hexdigest()[:16]
+    except OSError: return None
+
+def this_machine() -> str:
+    "The machine the runner runs on (its host name): a record made elsewhere is never reused."
+    return socket.gethostname()
 
 def _now() -> str: return datetime.now().isoformat(sep=" ", timespec="milliseconds")
 
 def _jsonable(obj): return json.loads(json.dumps(obj, default=str))
 
-_DEPENDS = {"source_hash": "the notebook changed", "parameters": "its parameters changed",
-            "code_hash": "the library code changed", "data_fingerprint": "the dataset changed"}
+_DEPENDS = {"machine": "it ran on another machine", "source_hash": "the notebook changed",
+            "parameters": "its parameters changed", "code_hash": "the library code changed",
+            "data_fingerprint": "the dataset changed"}
 
-def reuse_reason(record: dict | None, wanted: dict, earlier: list[dict] = ()) -> str | None:
-    "None if `record` is a finished run matching `wanted` whose output exists and no `earlier` notebook finished since it started; else why it must run."
-    if not record: return "no earlier run"
+def reuse_reason(
+    record: dict | None,       # the record of the notebook's last run made here (None: there is none)
+    wanted: dict,              # what a run now depends on: the keys of `_DEPENDS`
+    earlier: Sequence[dict] = (),  # the records of the notebooks it needs
+) -> str | None:               # None: reuse the executed notebook; else why it must run
+    "Why the notebook must run, unless `record` is a finished run from the inputs `wanted` whose output is unchanged and after which no `earlier` notebook finished."
+    if not record: return "no run of it on this machine"
     if "status" not in record: return "its record predates run tracking"
     if record["status"] != "finished": return f"its last run did not finish ({record['status']})"
-    if not record.get("output") or not Path(record["output"]).exists(): return "its executed notebook is missing"
     for k, why in _DEPENDS.items():
         if _jsonable(record.get(k)) != _jsonable(wanted.get(k)): return why
+    if not record.get("output") or not Path(record["output"]).exists(): return "its executed notebook is missing"
+    if file_hash(record["output"]) != record.get("output_hash"): return "its executed notebook changed since it ran here"
     newer = [e["name"] for e in earlier if e.get("status") == "finished" and e.get("finished", "") > record.get("started", "")]
     return f"{newer[0]} ran since" if newer else None
 
@@ -189,8 +232,11 @@ def _children(exclude=()) -> list:
     try: return [p for p in psutil.Process().children(recursive=True) if p.pid not in exclude]
     except psutil.Error: return []
 
-def stop_children(timeout: float = 5.0, exclude=()) -> int:
-    "Terminate every process this one started (but pids in `exclude`) and their process groups; kill what is left after `timeout` s; return how many."
+def stop_children(
+    timeout: float = 5.0,  # seconds to wait after SIGTERM before SIGKILL
+    exclude=(),            # pids left alone (processes that ran before)
+) -> int:                  # how many processes were stopped
+    "Terminate every process this one started and their process groups; kill what is left after `timeout` s."
     import psutil
     procs, own = _children(exclude), os.getpgid(0)
     groups = set()
@@ -209,7 +255,9 @@ def stop_children(timeout: float = 5.0, exclude=()) -> int:
     return len(procs)
 
 @contextlib.contextmanager
-def children_stop_with_us(timeout: float = 5.0):
+def children_stop_with_us(
+    timeout: float = 5.0,  # seconds from SIGTERM to SIGKILL when stopping them
+):
     "Run the block; on SIGTERM / SIGINT / SIGHUP (raised as `Interrupted`) or an error, stop the processes it started."
     before = {p.pid for p in _children()}
     def on_signal(signum, frame):
@@ -229,16 +277,39 @@ def children_stop_with_us(timeout: float = 5.0):
 # %% ../nbs/90_pipeline.ipynb #2f8fc5d9
 DEFAULT_DATASET = "m21-vocal"
 
-def dataset_report_dir(quick: bool, dataset: str) -> Path:
-    "`core.reports_dir(quick, dataset)`; until core takes a dataset, `reports_dir(quick) / dataset`."
-    try: return reports_dir(quick, dataset)
-    except TypeError:
-        p = reports_dir(quick) / dataset; p.mkdir(parents=True, exist_ok=True); return p
+def run_records_path(
+    quick: bool,   # the records of quick runs (kept apart from full runs)
+    dataset: str,  # the dataset's name (`datasets.dataset_name`)
+) -> Path:         # `data/runs/[quick/]<dataset>/<project>.json`
+    "Where the records of the runs made on this machine are kept: under `data/`, never committed, one file per project folder (clones may share a data folder)."
+    return data_dir() / "runs" / ("quick" if quick else "") / dataset / f"{fingerprint(str(project_root()), n=12)}.json"
 
-def read_runs(path: str | Path) -> dict:
-    "The run records of `runs.json` by notebook name (empty if there is none or it is unreadable)."
+def read_runs(
+    path: str | Path,  # a `runs.json`
+) -> dict:             # its run records by notebook name; empty if there is none or it is unreadable
+    "The run records of a `runs.json`."
     try: return {r["name"]: r for r in json.loads(Path(path).read_text())["runs"]}
     except (OSError, ValueError, KeyError, TypeError): return {}
+
+READER_FIELDS = ("name", "status", "started", "finished", "seconds", "stages", "parameters", "source_hash", "code_hash",
+                 "data_fingerprint", "output", "html")
+
+def _portable(value, root: Path):
+    "`value`, or the path it is relative to `root` when it is an absolute path (its file name when outside `root`)."
+    if not isinstance(value, str) or not os.path.isabs(value): return value
+    try: return Path(value).resolve().relative_to(root.resolve()).as_posix()
+    except ValueError: return Path(value).name
+
+def reader_record(
+    record: dict,       # a run record made here
+    root: str | Path,   # the project folder: paths become relative to it
+) -> dict:              # what ran, when, how long and on which inputs; no machine, no absolute path
+    "The part of a run record written to `reports/<dataset>/runs.json` for readers (never read back by the runner)."
+    out = {k: record[k] for k in READER_FIELDS if k in record}
+    for k in ("output", "html"):
+        if out.get(k): out[k] = _portable(out[k], Path(root))
+    if isinstance(out.get("parameters"), dict): out["parameters"] = {k: _portable(v, Path(root)) for k, v in out["parameters"].items()}
+    return out
 
 def _order(name: str) -> int: return REPORT_NOTEBOOKS.index(name) if name in REPORT_NOTEBOOKS else len(REPORT_NOTEBOOKS)
 
@@ -249,8 +320,11 @@ def _reused(rec: dict) -> NotebookRun:
 # %% ../nbs/90_pipeline.ipynb #b7e1c2a9
 NOTEBOOK_NEEDS = {"01_easy": ("00_features",), "02_medium": ("00_features",), "03_hard": ("00_features",)}
 
-def notebook_needs(name: str, names: Sequence[str]) -> list[str]:
-    "The notebooks among `names` that `name` waits for: those `NOTEBOOK_NEEDS` lists, else every notebook before it."
+def notebook_needs(
+    name: str,             # a notebook's name
+    names: Sequence[str],  # the notebooks of this run, in order
+) -> list[str]:            # those among `names` that `name` waits for
+    "The notebooks `NOTEBOOK_NEEDS` lists for `name`, else every notebook before it."
     before = list(names)[:list(names).index(name)]
     return [n for n in before if n in NOTEBOOK_NEEDS[name]] if name in NOTEBOOK_NEEDS else before
 
@@ -264,9 +338,18 @@ def _in_thread(fn, *args, **kwargs):
     threading.Thread(target=body, daemon=True).start()
     return f
 
-def reproduce(quick: bool = False, only: list[str] | None = None, data: str | None = None, params: dict | None = None,
-              html: bool = True, log=print, scheduler: str | None = None, force: bool = False, parallel: int = 3) -> list[NotebookRun]:
-    "Execute the report notebooks (or `only` those) on dataset `data`, up to `parallel` at a time once what each needs has run, reusing unchanged finished ones; return their runs."
+def reproduce(
+    quick: bool = False,              # quick parameters (small subset, few epochs): writes `reports/quick/<dataset>/`
+    only: list[str] | None = None,    # run only these notebooks (names or prefixes such as `01`); default all five
+    data: str | None = None,          # a built-in dataset's name or a collection's path; default m21-vocal
+    params: dict | None = None,       # more parameters, passed to each notebook that declares them
+    html: bool = True,                # write an HTML copy of each executed notebook
+    log=print,                        # where the progress lines go
+    scheduler: str | None = None,     # `local`, `processes` or a Dask address, for the notebooks that take it
+    force: bool = False,              # run every notebook, even one this machine ran from the same inputs
+    parallel: int = 3,                # notebooks run side by side once what they need has run
+) -> list[NotebookRun]:               # one per notebook, in order
+    "Execute the report notebooks on dataset `data`, reusing those this machine ran from the same inputs; end with where the report is and how its numbers compare with the committed ones."
     with children_stop_with_us(): return _reproduce(quick, only, data, params, html, log, scheduler, force, parallel)
 
 def _reproduce(quick, only, data, params, html, log, scheduler, force, parallel) -> list[NotebookRun]:
@@ -278,11 +361,17 @@ def _reproduce(quick, only, data, params, html, log, scheduler, force, parallel)
     with Timer() as t: ds = load_dataset(source, quick=quick)
     log(f"dataset {ds.name} ready ({t.seconds:.1f} s): {len(ds)} items, labels {ds.labels}")
     for w in ds.info.get("warnings", []): log(w)
-    out_dir = dataset_report_dir(quick, dataset_name(source))
+    out_dir, root = reports_dir(quick, dataset_name(source)), project_root()
     log(f"report: {out_dir}")
-    summary, records = out_dir / "runs.json", read_runs(out_dir / "runs.json")
+    local = run_records_path(quick, dataset_name(source))
+    records = read_runs(local)                                # only runs made here; never the committed runs.json
+    before, before_source = committed_metrics(out_dir / "metrics.csv")
     head = {"quick": quick, "dataset": ds.name, "parameters": _jsonable(p), "dataset_seconds": round(t.seconds, 2)}
-    save = lambda: write_json(summary, {**head, "runs": sorted(records.values(), key=lambda r: _order(r["name"]))})
+    def save():
+        recs = sorted(records.values(), key=lambda r: _order(r["name"]))
+        write_json(local, {**head, "runs": recs})
+        write_json(out_dir / "runs.json", {**head, "parameters": {k: _portable(v, root) for k, v in head["parameters"].items()},
+                                           "runs": [reader_record(r, root) for r in recs]})
     code, data_fp = library_hash(), str(getattr(ds, "fingerprint", ""))
     paths = {notebook_path(n).stem: notebook_path(n) for n in names}
     stems, done, ran, runs, running, failed = list(paths), set(), set(), {}, {}, []
@@ -291,7 +380,7 @@ def _reproduce(quick, only, data, params, html, log, scheduler, force, parallel)
         needs = notebook_needs(stem, stems)
         if not set(needs) <= done: return False
         path = paths[stem]
-        wanted = {"source_hash": notebook_hash(path), "parameters": _jsonable(parameters_for(path, p)),
+        wanted = {"machine": this_machine(), "source_hash": notebook_hash(path), "parameters": _jsonable(parameters_for(path, p)),
                   "code_hash": code, "data_fingerprint": data_fp}
         listed = NOTEBOOK_NEEDS.get(stem)
         earlier = [r for r in records.values() if (r["name"] in listed if listed else _order(r["name"]) < _order(stem))]
@@ -320,7 +409,8 @@ def _reproduce(quick, only, data, params, html, log, scheduler, force, parallel)
                 f = running.pop(stem); e = f.exception()
                 if e is None:
                     run = f.result(); rec = {k: v for k, v in asdict(run).items() if k != "reused"}
-                    records[stem] = {**records[stem], **rec, "status": "finished", "finished": _now()}
+                    records[stem] = {**records[stem], **rec, "status": "finished", "finished": _now(),
+                                     "output_hash": file_hash(run.output)}
                     runs[stem] = run; done.add(stem); ran.add(stem)
                 else:
                     records[stem].update(status="failed" if isinstance(e, NotebookFailed) else "interrupted", finished=_now())
@@ -333,8 +423,92 @@ def _reproduce(quick, only, data, params, html, log, scheduler, force, parallel)
         raise
     out = [runs[s] for s in stems if s in runs]
     n_ran = sum(not r.reused for r in out)
-    log(f"done: {n_ran} ran in {sum(r.seconds for r in out if not r.reused):.1f} s, {len(out) - n_ran} reused; report in {out_dir}")
+    report = out_dir / "report.html"
+    log(f"done: {n_ran} ran in {sum(r.seconds for r in out if not r.reused):.1f} s, {len(out) - n_ran} reused; "
+        f"report: {report if report.exists() else out_dir}")
+    if (out_dir / "metrics.csv").exists():
+        try: lines = headline_comparison(before, read_metrics(path=out_dir / "metrics.csv"), before_source)
+        except ValueError as e: lines = [f"no comparison with {before_source}: {e}"]
+        for line in lines: log(line)
     return out
+
+# %% ../nbs/90_pipeline.ipynb #f252e732
+def committed_metrics(
+    path: str | Path,  # a metrics table of the project, e.g. `reports/<dataset>/metrics.csv`
+) -> tuple:            # (the table or None, what it is: 'the committed report' or 'the report before this run')
+    "The table at `path` as git's HEAD holds it, else as the file is now (call it before the run overwrites it)."
+    path, root = Path(path).resolve(), project_root()
+    with contextlib.suppress(ValueError, OSError, subprocess.SubprocessError):
+        rel = path.relative_to(root).as_posix()
+        git = subprocess.run(["git", "-C", str(root), "show", f"HEAD:./{rel}"], capture_output=True, timeout=120)
+        if git.returncode == 0:
+            with tempfile.TemporaryDirectory() as d:
+                (Path(d) / "metrics.csv").write_bytes(git.stdout)
+                return read_metrics(path=Path(d) / "metrics.csv"), "the committed report"
+    return (read_metrics(path=path), "the report before this run") if path.exists() else (None, "the committed report")
+
+# %% ../nbs/90_pipeline.ipynb #09605c00
+HEADLINE_COLUMNS = ["label", "model", "modalities", "config", "test_mean"]
+
+def headline_numbers(
+    metrics,              # a tidy metrics table (`core.read_metrics`)
+    metric: str = "ami",  # the metric a configuration is selected by on valid and reported in on test
+):                        # DataFrame: one row per label, `HEADLINE_COLUMNS`
+    "Per label, the configuration the report selects on valid and its mean `metric` on test."
+    import pandas as pd
+    from music_vae_nb.report import BASELINES, select_on_valid
+    d = metrics[(metrics.metric == metric) & (metrics.subset.fillna("") == "")]
+    labels = sorted(set(d.label[(d.label != "") & ~d.model.isin(BASELINES)]))
+    sel = [s[s.selection == "valid"] for s in (select_on_valid(d[d.label == l], l, metric) for l in labels)]
+    sel = [s for s in sel if len(s)]
+    return pd.concat(sel, ignore_index=True)[HEADLINE_COLUMNS] if sel else pd.DataFrame(columns=HEADLINE_COLUMNS)
+
+def compare_tables(
+    before,                # a table, e.g. the committed headline numbers
+    after,                 # a table with the same columns, e.g. this run's
+    keys: Sequence[str],   # the columns that name a row in both
+    value: str = "value",  # the numeric column compared
+    tol: float = 1e-9,     # differences up to `tol` count as the same
+) -> dict:                 # same, max_abs_diff (over shared rows), n_shared, only_before, only_after (key tuples)
+    "How far apart two tables are on the rows they share, and which rows only one of them has."
+    import numpy as np
+    a, b = (t.set_index(list(keys))[value].astype(float) for t in (before, after))
+    shared = a.index.intersection(b.index)
+    x, y = a[shared].to_numpy(), b[shared].to_numpy()
+    diff = np.where(np.isnan(x) & np.isnan(y), 0.0, np.abs(x - y))
+    diff = np.where(np.isnan(diff), np.inf, diff)                 # a number on one side only
+    key = lambda i: i if isinstance(i, tuple) else (i,)
+    only_a, only_b = [key(i) for i in a.index.difference(b.index)], [key(i) for i in b.index.difference(a.index)]
+    worst = float(diff.max()) if len(diff) else 0.0
+    return dict(same=worst <= tol and not only_a and not only_b, max_abs_diff=worst, n_shared=len(shared),
+                only_before=only_a, only_after=only_b)
+
+# %% ../nbs/90_pipeline.ipynb #dda8526b
+def headline_comparison(
+    before,               # the metrics table before the run (`committed_metrics`), or None
+    after,                # the metrics table the run wrote
+    source: str = "the committed report",  # what `before` is (`committed_metrics`)
+    metric: str = "ami",  # the headline metric
+) -> list[str]:           # lines for the end of a run
+    "How this run's headline numbers (per label, test `metric` of the configuration selected on valid) compare with `before`."
+    new = headline_numbers(after, metric)
+    now = "; ".join(f"{r.label} {r.test_mean:.3f} ({r.model}, {r.modalities})" for r in new.itertuples())
+    lines = [f"headline (test {metric.upper()} of the configuration selected on valid, per label): {now or 'none'}"]
+    if before is None: return lines + [f"nothing to compare with: {source} has no metrics table"]
+    old = headline_numbers(before, metric)
+    c = compare_tables(old, new, ["label"], "test_mean")
+    if c["same"] and old.config.tolist() == new.config.tolist(): return lines + [f"the same as {source}"]
+    o, n = old.set_index("label"), new.set_index("label")
+    far = [f"{l} {o.test_mean[l]:.3f} -> {n.test_mean[l]:.3f}" for l in o.index.intersection(n.index)
+           if abs(o.test_mean[l] - n.test_mean[l]) > 1e-9 or o.config[l] != n.config[l]]
+    lines.append(f"differs from {source}: max abs difference {c['max_abs_diff']:.4f} over {c['n_shared']} labels"
+                 + (f" ({'; '.join(far)})" if far else ""))
+    moved = [f"{l}: {o.model[l]} [{o.modalities[l]}] -> {n.model[l]} [{n.modalities[l]}]"
+             for l in o.index.intersection(n.index) if o.config[l] != n.config[l]]
+    if moved: lines.append("selected another configuration: " + "; ".join(moved))
+    if c["only_before"]: lines.append(f"labels only in {source}: {', '.join(k[0] for k in c['only_before'])}")
+    if c["only_after"]: lines.append(f"labels only in this run: {', '.join(k[0] for k in c['only_after'])}")
+    return lines
 
 # %% ../nbs/90_pipeline.ipynb #4abc5ff0
 def _params(pairs) -> dict:
@@ -352,7 +526,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--scheduler", metavar="local|processes|ADDRESS", help="where parallel work runs (a Dask address: tcp://host:port)")
     r.add_argument("--transcribe", choices=["auto", "missing", "all", "none"],
                    help="audio-to-MIDI transcription, for the notebooks that take it (default: their own, auto)")
-    r.add_argument("--force", action="store_true", help="run every notebook, even those finished and unchanged since")
+    r.add_argument("--force", action="store_true", help="run every notebook, even those this machine ran from the same inputs")
     r.add_argument("--parallel", type=int, default=3, metavar="N",
                    help="notebooks run side by side once what they need has run (default 3; 1: one at a time, in order)")
     r.add_argument("--no-html", action="store_true", help="skip the HTML copies")
@@ -367,14 +541,19 @@ def build_parser() -> argparse.ArgumentParser:
     l.add_argument("--no-browser", action="store_true")
     return ap
 
-def lab_command(no_browser: bool = False, extra: list[str] = ()) -> list[str]:
+def lab_command(
+    no_browser: bool = False,  # do not open a browser
+    extra: list[str] = (),     # the user's own JupyterLab options, passed on as given
+) -> list[str]:                # the command line
     "The JupyterLab command line: `--allow-root` when we are root, then the user's own options."
     cmd = [sys.executable, "-m", "jupyterlab", "--notebook-dir", str(project_root() / "nbs")]
     if hasattr(os, "geteuid") and os.geteuid() == 0 and "--allow-root" not in extra: cmd.append("--allow-root")
     return cmd + (["--no-browser"] if no_browser else []) + list(extra)
 
 # %% ../nbs/90_pipeline.ipynb #e9a1b001
-def main(argv: list[str] | None = None) -> int:
+def main(
+    argv: list[str] | None = None,  # the arguments (default: the command line's)
+) -> int:                           # the exit status
     "Entry point of the `music-vae` console script."
     ap = build_parser(); a, extra = ap.parse_known_args(argv)
     if extra and a.cmd != "lab": ap.error(f"unrecognized arguments: {' '.join(extra)}")
@@ -385,7 +564,7 @@ def main(argv: list[str] | None = None) -> int:
         except NotebookFailed as e:
             print(f"✘ {e}", file=sys.stderr); return 1
         except KeyboardInterrupt as e:
-            print(f"✘ interrupted ({e}); finished notebooks are kept and reused next time", file=sys.stderr)
+            print(f"✘ interrupted ({e}); finished notebooks are kept and reused by the next run here", file=sys.stderr)
             return 128 + getattr(e, "signum", signal.SIGINT)
         except (FileNotFoundError, ValueError) as e:
             print(f"✘ cannot read the dataset: {e}", file=sys.stderr); return 1
@@ -397,8 +576,7 @@ def main(argv: list[str] | None = None) -> int:
         from music_vae_nb.datasets import validate_main
         return validate_main(a.path)
     if a.cmd == "features":
-        try: from music_vae_nb.store import features_main
-        except ImportError: from music_vae_nb.features import features_main
+        from music_vae_nb.store import features_main
         return features_main(a.dataset, quick=a.quick, n_jobs=a.jobs)
     if a.cmd == "lab":
         subprocess.run([sys.executable, "-m", "ipykernel", "install", "--user", "--name", "music-vae-nb",

@@ -2,8 +2,10 @@
 
 (a) what each reader reads: items, modalities matched, labels, groups, the name rule, UTF-16 metadata,
     line-per-item label files, the artist-group fallback and the listed problems;
-(b) all five report notebooks on each layout, quick, through `pipeline.reproduce`, in a throwaway project
-    folder: only `reports/quick/<dataset>/` and `figures/quick/<dataset>/` may change."""
+(b) fast, for each layout: reader -> features -> one model -> protocol -> report.html, in a throwaway project
+    folder; each layout is written once per session and shared with (a);
+(c) slow (`-m slow`, run by CI and `make test-all`): all five report notebooks on each layout, quick, through
+    `pipeline.reproduce`: only `reports/quick/<dataset>/` and `figures/quick/<dataset>/` may change."""
 import hashlib, shutil
 from pathlib import Path
 
@@ -24,6 +26,19 @@ def data_home(tmp_path, monkeypatch):
     monkeypatch.setenv("MUSIC_VAE_DATA", str(tmp_path / "datahome"))
 
 
+LAYOUTS = {"seed1": make_seed1_layout, "seed2-flat": make_seed2_flat, "seed2-sorted": make_seed2_sorted}
+
+
+@pytest.fixture(scope="session")
+def layout_roots(tmp_path_factory):
+    "Each seed layout of N items written once per session (tests that change a layout write their own)."
+    made = {}
+    def root(name):
+        if name not in made: made[name] = LAYOUTS[name](tmp_path_factory.mktemp(name) / ("seed1" if name == "seed1" else "mirex"), n=N)
+        return made[name]
+    return root
+
+
 def _report(ds):
     return pd.read_csv(Path(ds.root) / "validation.csv", dtype=str, keep_default_na=False)
 
@@ -36,8 +51,8 @@ def _no_group_on_two_sides(ds, seeds=(0, 1, 2)):
 
 
 # ---------------------------------------------------------------- (a) seed 1: Dataset/CSV + Dataset/Audio
-def test_seed1_layout_read(tmp_path):
-    root = make_seed1_layout(tmp_path / "seed1", n=N)
+def test_seed1_layout_read(layout_roots):
+    root = layout_roots("seed1")
     plan = seed1_tracks(N).assign(id=lambda d: d.track_name.str.strip()).set_index("id")
     ds = DS.load_dataset(root / "Dataset")                                  # from Dataset/ as from the root
     m = ds.manifest
@@ -98,8 +113,8 @@ def _check_seed2(ds, plan, drop=()):
     _no_group_on_two_sides(ds)
 
 
-def test_seed2_flat_read(tmp_path):
-    ds = DS.load_dataset(make_seed2_flat(tmp_path / "mirex", n=N))
+def test_seed2_flat_read(layout_roots):
+    ds = DS.load_dataset(layout_roots("seed2-flat"))
     _check_seed2(ds, seed2_items(N))
     assert ds.info["kind"] == "mirex-folders" and ds.info["warnings"] == []
 
@@ -137,11 +152,44 @@ def test_seed2_many_artists_make_the_groups(tmp_path):
     _no_group_on_two_sides(ds)
 
 
-# ---------------------------------------------------------------- (b) five report notebooks on each layout
+# ---------------------------------------------------------------- (b) reader -> features -> model -> protocol -> report
 def _tree(folder: Path) -> dict:
     return {str(p.relative_to(folder)): hashlib.sha1(p.read_bytes()).hexdigest() for p in folder.rglob("*") if p.is_file()}
 
 
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_reader_features_model_protocol_report(layout, layout_roots, tmp_path, monkeypatch):
+    "One small VAE and PCA on the audio features of each layout, scored by the protocol, in a report.html."
+    from music_vae_nb.core import read_metrics, record_metrics, reports_dir, write_text
+    from music_vae_nb.experiment import Experiment, ModelSpec
+    from music_vae_nb.protocol import Protocol, scored_labels
+    from music_vae_nb.report import make_report_html, select_on_valid, standard_sections
+    from music_vae_nb.store import compute_features
+    proj = tmp_path / "project"; (proj / "nbs").mkdir(parents=True); shutil.copy(ROOT / "settings.ini", proj)
+    monkeypatch.setenv("MUSIC_VAE_ROOT", str(proj))
+    ds = DS.load_dataset(layout_roots(layout), quick=True)
+    feats = compute_features(ds, names=["audio"], n_jobs=1, scheduler="local", progress=False)
+    assert feats["audio"].n_available == int(ds.manifest.has_audio.sum()) > 30
+    ex = Experiment(ds, feats, {"audio": "audio"}, repetitions=2, notebook="e2e", n_jobs=1, scheduler="local",
+                    cache_dir=ds.cache_dir / "fits")
+    specs = [ModelSpec("vae", ("audio",), latent_dim=4, epochs=3, patience=2), ModelSpec("pca", ("audio",), latent_dim=4)]
+    metrics, assign = ex.score(ex.fit(specs), Protocol(algorithms=("kmeans",), k_rules=("n_classes",)))
+    record_metrics(metrics, "e2e", quick=True, dataset=ds.name)
+    m, labels = read_metrics(True, dataset=ds.name), scored_labels(ds)
+    assert ds.primary_label in labels and set(m.split) == {"valid", "test"} and set(m.repetition) == {"0", "1"}
+    test_ids = set(ex.split_ids(0)["test"]) & set(ds.manifest.index[ds.manifest.has_audio])
+    assert set(assign[(assign.repetition == 0) & (assign.model == "vae")].id) == test_ids      # every scorable test item, by id
+    best = select_on_valid(m, ds.primary_label).iloc[0]
+    assert best.model in ("vae", "pca") and -1 <= best.test_mean <= 1 and best.n == 2
+    page = make_report_html(ds.name, standard_sections(m, labels, ds.primary_label, manifest=ds.manifest, assignments=assign))
+    write_text(reports_dir(True, ds.name) / "report.html", page)
+    assert "<h2>Findings</h2>" in page and ds.primary_label in page
+    written = {str(p.relative_to(proj)) for p in proj.rglob("*") if p.is_file() and p.suffix != ".lock"}
+    assert written == {"settings.ini", f"reports/quick/{ds.name}/metrics.csv", f"reports/quick/{ds.name}/report.html"}, written
+
+
+# ---------------------------------------------------------------- (c) five report notebooks on each layout (slow)
+@pytest.mark.slow
 @pytest.mark.parametrize("make", [make_seed1_layout, make_seed2_flat, make_seed2_sorted], ids=["seed1", "seed2-flat", "seed2-sorted"])
 def test_report_notebooks_end_to_end(tmp_path, monkeypatch, make):
     from music_vae_nb.pipeline import REPORT_NOTEBOOKS, reproduce

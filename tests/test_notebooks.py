@@ -1,7 +1,8 @@
 """Every notebook, executed by nbdev's own test runner with its quick default parameters.
 
-Library chapters (1x, 2x, 90) are independent and run one test each. The report notebooks 00-04 are one study:
-04 analyses what 01-03 wrote, so they run in order, in one test, on the quick default dataset."""
+Library chapters (1x, 2x, 90) are independent and run one test each (fast). The report notebooks 00-04 are one
+study: 04 analyses what 01-03 wrote, so they run in order, in one test, on the quick default dataset; that takes
+minutes (the quick corpus is built first on a fresh clone), so it is marked `slow` (CI and `make test-all` run it)."""
 from pathlib import Path
 import pytest
 from nbdev import test as nbtest          # imported as a module so pytest does not collect `test_nb`
@@ -29,5 +30,6 @@ def test_library_notebook(nb):
     run(nb)
 
 
+@pytest.mark.slow
 def test_report_notebooks_in_order():
     for nb in REPORT: run(nb)

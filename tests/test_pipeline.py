@@ -114,8 +114,57 @@ def test_independent_notebooks_run_side_by_side_and_the_analysis_waits(tmp_path)
     runs = json.loads((root / "reports" / "songs" / "runs.json").read_text())["runs"]
     assert [x["name"] for x in runs] == ["00_features", "01_easy", "02_medium", "03_hard", "04_analysis"]
     assert all(x["status"] == "finished" and list(x["stages"]) == [x["name"]] for x in runs), runs   # each its own stage table
-    r = _run(root, "reproduce", "--data", data, "--no-html", "-p", "nap", "0.5", "--parallel", "1")
+    three = ("01_easy", "02_medium", "03_hard")                  # side by side by default; one at a time with --parallel 1
+    r = _run(root, "reproduce", "--data", data, "--no-html", "-p", "nap", "0.5", "--parallel", "1", *[x for n in three for x in ("--only", n)])
     assert r.returncode == 0, r.stderr
-    s = spans(); order = sorted(s, key=lambda n: s[n][0])
-    assert order == ["00_features", "01_easy", "02_medium", "03_hard", "04_analysis"]
+    s = {n: t for n, t in spans().items() if n in three}; order = sorted(s, key=lambda n: s[n][0])
+    assert order == list(three)
     assert all(s[a][1] <= s[b][0] for a, b in zip(order, order[1:])), s
+
+
+# ---------------------------------------------------------------- reuse only what this machine ran
+def _fake_runner(calls):
+    "A stand-in for `pipeline.run_notebook` that writes the executed notebook without a kernel and counts the calls."
+    from music_vae_nb.pipeline import NotebookRun, parameters_for
+    def run(path, out_dir, params=None, html=True, log=print, why=""):
+        calls.append((Path(path).stem, why))
+        out = Path(out_dir) / Path(path).name; out.write_text(Path(path).read_text())
+        return NotebookRun(Path(path).stem, 0.1, str(out), None, parameters_for(path, params or {}))
+    return run
+
+
+def test_a_committed_record_is_never_reused_a_local_one_is(tmp_path, monkeypatch):
+    from music_vae_nb import pipeline
+    root = _project(tmp_path); monkeypatch.setenv("MUSIC_VAE_ROOT", str(root)); monkeypatch.delenv("MUSIC_VAE_DATA", raising=False)
+    calls = []; monkeypatch.setattr(pipeline, "run_notebook", _fake_runner(calls))
+    data, go = _data(tmp_path), lambda: pipeline.reproduce(only=["01"], data=data, html=False, log=lambda *a: None)
+    assert [r.reused for r in go()] == [False] and calls == [("01_ok", "no run of it on this machine")]
+    reader = json.loads((root / "reports" / "songs" / "runs.json").read_text())
+    assert reader["runs"][0]["output"] == "reports/songs/01_ok.ipynb" and "machine" not in reader["runs"][0]
+    assert str(tmp_path) not in json.dumps(reader)                                  # no absolute path for readers
+    local = pipeline.run_records_path(False, "songs")
+    assert local.parent == root / "data" / "runs" / "songs"
+    assert json.loads(local.read_text())["runs"][0]["machine"] == pipeline.this_machine()
+    assert [r.reused for r in go()] == [True] and len(calls) == 1                  # the local record: reused
+    local.unlink()                                                                  # a fresh clone: the committed
+    assert [r.reused for r in go()] == [False] and calls[-1] == ("01_ok", "no run of it on this machine")   # files only
+    (root / "reports" / "songs" / "01_ok.ipynb").write_text("{}")                  # `git pull` replaced the notebook
+    assert [r.reused for r in go()] == [False] and calls[-1] == ("01_ok", "its executed notebook changed since it ran here")
+
+
+def test_the_end_of_a_run_says_where_the_report_is_and_compares_the_headline(tmp_path, monkeypatch):
+    from music_vae_nb import pipeline
+    from music_vae_nb.report import synthetic_metrics
+    root = _project(tmp_path); monkeypatch.setenv("MUSIC_VAE_ROOT", str(root))
+    out = root / "reports" / "songs"; out.mkdir(parents=True)
+    m = synthetic_metrics(); m.to_csv(out / "metrics.csv", index=False)              # the table before the run
+    def run(path, out_dir, params=None, html=True, log=print, why=""):             # the run moves one label's test AMI
+        m.assign(value=m.value.where(~((m.label == "era") & (m.split == "test")), m.value + 0.02)).to_csv(out / "metrics.csv", index=False)
+        (out / "report.html").write_text("<html></html>")
+        return _fake_runner([])(path, out_dir, params)
+    monkeypatch.setattr(pipeline, "run_notebook", run)
+    said = []
+    pipeline.reproduce(only=["01"], data=_data(tmp_path), html=False, log=said.append)
+    assert said[-3].endswith(f"report: {out / 'report.html'}"), said
+    assert said[-2].startswith("headline (test AMI of the configuration selected on valid, per label): era 0.230"), said
+    assert said[-1].startswith("differs from the report before this run: max abs difference 0.0200 over 2 labels (era 0.210 -> 0.230)"), said
