@@ -228,3 +228,15 @@ def test_choose_components_picks_k_on_validation():
     P = component_probabilities(m, data.take(data.ids[260:]))
     assert P.shape == (40, 4) and np.allclose(P.sum(1), 1, atol=1e-5)
     with pytest.raises(ValueError, match="unknown rule"): choose_components(None, data, data, rule="bic")
+
+
+def test_choose_components_for_the_fused_model_with_a_missing_view():
+    from music_vae_nb.models import MixtureMultiModalVAE, separated_clusters
+    from music_vae_nb.train import choose_components, component_probabilities
+    from sklearn.metrics import adjusted_mutual_info_score as ami
+    X, y = separated_clusters(300, k=4, dim=20, seed=0)
+    data = MultiModalData({"a": X[:, :10], "b": X[:, 10:]}, [f"i{i:03d}" for i in range(300)], {"b": np.arange(300) % 5 != 0})
+    cfg = TrainConfig(epochs=20, batch_size=64, lr=3e-3, kl_warmup_epochs=0, patience=20, progress=False)
+    make = lambda k: MixtureMultiModalVAE({"a": 10, "b": 10}, k, latent_dim=4, hidden=(32,), dropout=0.0)
+    k, m, _ = choose_components(make, data.take(data.ids[:200]), data.take(data.ids[200:260]), ks=(3, 4), cfg=cfg)
+    assert k == 4 and ami(y[260:], component_probabilities(m, data.take(data.ids[260:])).argmax(1)) >= 0.9
