@@ -343,7 +343,7 @@ class MixturePrior(nn.Module):
             p.copy_(torch.as_tensor(v, dtype=p.dtype))
         return self
 
-# %% ../nbs/13a_models.ipynb #43ec9d01
+# %% ../nbs/13a_models.ipynb #a76db869
 class MixturePriorMixin:
     "The mixture-prior version of a `LatentModel`: its reconstruction terms, the KL from a learned `MixturePrior`, `assign` for the clustering."
     def _init_mixture(self, n_components: int, pretrain_steps: int, pretrain_lr: float):
@@ -374,7 +374,7 @@ class MixturePriorMixin:
         with torch.no_grad(): Z = self.encode(batch)[0][self.present(batch)]
         self.prior.fit_codes(Z.double().cpu().numpy(), seed); self.train(was)
 
-# %% ../nbs/13a_models.ipynb #80865c66
+# %% ../nbs/13a_models.ipynb #05227ea6
 class MixtureVAE(MixturePriorMixin, VAE):
     "VAE of one modality whose prior is a learned mixture of `n_components` Gaussians (VaDE): `assign` is its clustering."
     def __init__(self, dim,                        # shape of the modality (an int for a vector)
@@ -395,7 +395,7 @@ class MixtureMultiModalVAE(MixturePriorMixin, MultiModalVAE):
         MultiModalVAE.__init__(self, dims, latent_dim, fusion, hidden, dropout, channels, subsample)
         self._init_mixture(n_components, pretrain_steps, pretrain_lr)
 
-# %% ../nbs/13a_models.ipynb #5f4ccb09
+# %% ../nbs/13a_models.ipynb #c7cd1ece
 class PrivateSharedVAE(LatentModel):
     "Fused VAE with a shared latent (mixture of the views' opinions) and a private latent per view (MMVAE+ style)."
     def __init__(self, dims: Mapping[str, int | Sequence[int]],  # name -> shape of each modality
@@ -470,7 +470,7 @@ class PrivateSharedVAE(LatentModel):
         kl = masked_mean(kl, self.present(batch))
         return {"total": sum(terms.values()) + beta * kl, "kl": kl, **terms}
 
-# %% ../nbs/13a_models.ipynb #402033f4
+# %% ../nbs/13a_models.ipynb #932a6a3b
 def views_to_drop(scores: Mapping[Sequence[str], Mapping[str, float]],  # view set -> label -> validation score
                   views: Sequence[str]) -> list[str]:                     # the full view set
     "The views of `views` whose removal raises the validation score of every label (sets compared in any order)."
