@@ -13,6 +13,7 @@ lic = licenses[cfg["license"]]
 requirements = shlex.split(cfg.get("requirements", ""))
 dev_requirements = shlex.split(cfg.get("dev_requirements", ""))
 transcribe_requirements = shlex.split(cfg.get("transcribe_requirements", ""))  # + basic-pitch with --no-deps
+peers_requirements = shlex.split(cfg.get("peers_requirements", ""))  # + multivae and clustpy with --no-deps
 console_scripts = shlex.split(cfg.get("console_scripts", ""))
 
 setuptools.setup(
@@ -36,7 +37,7 @@ setuptools.setup(
     packages=setuptools.find_packages(include=[cfg["lib_name"], cfg["lib_name"] + ".*"]),
     include_package_data=True,
     install_requires=requirements,
-    extras_require={"dev": dev_requirements, "transcribe": transcribe_requirements},
+    extras_require={"dev": dev_requirements, "transcribe": transcribe_requirements, "peers": peers_requirements},
     python_requires=">=" + cfg["min_python"],
     zip_safe=False,
     entry_points={

@@ -18,9 +18,7 @@ from .core import (seed_everything, get_device, atomic_path, fingerprint, file_l
                                write_json, parallel_map, thread_limits)
 
 # %% auto #0
-__all__ = ['MultiModalData', 'index_batch', 'toy_data', 'TrainConfig', 'data_hash', 'model_settings', 'run_key', 'batches',
-           'evaluate', 'save_checkpoint', 'load_checkpoint', 'torch_threads', 'fit_model', 'infer', 'embed',
-           'FitResult', 'fit_key', 'save_fit', 'load_fit', 'fit_embed', 'fit_embed_many']
+__all__ = ['MultiModalData', 'index_batch', 'toy_data', 'TrainConfig', 'data_hash', 'model_settings', 'run_key', 'batches', 'evaluate', 'save_checkpoint', 'load_checkpoint', 'torch_threads', 'fit_model', 'infer', 'embed', 'FitResult', 'fit_key', 'save_fit', 'load_fit', 'fit_embed', 'fit_embed_many', 'component_probabilities', 'choose_components']
 
 # %% ../nbs/13_train.ipynb #1ac3f963
 class MultiModalData:
@@ -237,7 +235,9 @@ def _fit(model, train, valid, cfg) -> pd.DataFrame:
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=cfg.fused)
     st = dict(epoch=0, best=math.inf, best_epoch=0, bad=0, best_state=None, rows=[], stopped=False)
     ckpt = Path(cfg.checkpoint_dir) / "last.pt" if cfg.checkpoint_dir else None
-    st = _resume(ckpt, key, model, opt, gen) or st
+    resumed = _resume(ckpt, key, model, opt, gen)
+    if resumed is None and hasattr(model, "initialise"): model.initialise(train.tensors(dev), seed=cfg.seed)   # e.g. a mixture prior's start
+    st = resumed or st
     resumed_from = st["epoch"]
     full, n, bs = train.tensors(dev), len(train), cfg.batch_size
     params = [p for p in model.parameters() if p.requires_grad]
@@ -403,3 +403,32 @@ def fit_embed_many(tasks: Sequence[Mapping[str, Any]], n_jobs: int = 1, schedule
     "`fit_embed(**task)` for every task through `core.parallel_map` (`n_jobs` -1: one per core); results in task order."
     tasks = [{"cache_dir": cache_dir, **t} for t in tasks]
     return parallel_map(_FitTask(), tasks, n_jobs=n_jobs, scheduler=scheduler, desc="fits", progress=progress)
+
+# %% ../nbs/13a_models.ipynb #5ab58916
+from .cluster import internal_scores, n_clusters
+
+def component_probabilities(model, data: MultiModalData, batch_size: int = 512) -> np.ndarray:
+    "`model.assign` (p(component | item)) of every item of `data`, `(n, k)` float32, rows in `data.ids` order."
+    model.eval(); full = data.tensors(next(model.parameters()).device)
+    with torch.inference_mode():
+        return torch.cat([model.assign(index_batch(full, i)).float().cpu() for i in batches(len(data), batch_size)]).numpy()
+
+# %% ../nbs/13a_models.ipynb #4455b907
+def choose_components(make_model: Callable[[int], nn.Module],  # k -> an untrained mixture-prior model
+                      train: MultiModalData, valid: MultiModalData,
+                      ks: Sequence[int] = tuple(range(2, 11)),  # candidate numbers of components
+                      cfg: TrainConfig | None = None,
+                      rule: str = "silhouette") -> tuple[int, nn.Module, pd.DataFrame]:
+    "Fit `make_model(k)` for each k of `ks` and keep the k whose validation items score best without labels: `(k, model, sweep)`."
+    if rule not in ("silhouette", "elbo"): raise ValueError(f"unknown rule {rule!r}: silhouette or elbo")
+    cfg, rows, fitted = cfg or TrainConfig(), [], {}
+    for k in ks:
+        seed_everything(cfg.seed); m = make_model(k); fit_model(m, train, valid, cfg)
+        lab = component_probabilities(m, valid).argmax(1)
+        if rule == "elbo": score = -evaluate(m, valid, cfg.beta)["total"]
+        elif n_clusters(lab) < 2: score = -np.inf
+        else: score = internal_scores(embed(m, valid), lab, None, cfg.seed)["silhouette"]
+        rows.append({"k": k, "rule": rule, "score": score, "used": n_clusters(lab)}); fitted[k] = m
+    sweep = pd.DataFrame(rows)
+    k = int(sweep.loc[sweep.score.fillna(-np.inf).idxmax(), "k"])
+    return k, fitted[k], sweep

@@ -6,6 +6,8 @@ import torch
 
 from music_vae_nb.models import (AE, VAE, ConvVAE, MultiModalVAE, PCAEmbedder, kl_normal, masked_mean, moe, poe,
                                  recon_error)
+from music_vae_nb.models import (MixturePrior, MixtureVAE, MixtureMultiModalVAE, PrivateSharedVAE, separated_clusters,
+                                 shared_private_views, views_to_drop)
 
 DIMS = {"audio": 12, "lyrics": 20, "midi": 6}
 
@@ -150,3 +152,113 @@ def test_pca_embedder():
     Z = PCAEmbedder(2, random_state=0).fit(X).embed(X)
     assert Z.shape == (40, 2) and Z.dtype == np.float32
     assert Z[:, 0].var() > Z[:, 1].var()
+
+
+# --- the mixture prior, private latents, dropping views (issue 23) ---
+
+def test_one_component_mixture_at_origin_is_the_standard_normal_kl():
+    torch.manual_seed(0)
+    p = MixturePrior(1, 3); p.means.data.zero_()
+    mu, lv = torch.randn(6, 3), torch.randn(6, 3) * 0.3
+    assert torch.allclose(p.kl(mu, lv), kl_normal(mu, lv), atol=1e-5)
+
+
+def test_mixture_kl_hand_computed():
+    # two components at -2 and +2 (var 1, weights 1/2); a code at +2 with var 1 sits on component 2:
+    # gamma = (e^-8 / (1 + e^-8), 1 / (1 + e^-8)); KL_c = (8, 0); KL(gamma || 1/2, 1/2) = log 2 - H(gamma)
+    p = MixturePrior(2, 1); p.means.data = torch.tensor([[-2.0], [2.0]])
+    g = torch.tensor([math.exp(-8), 1.0]); g = g / g.sum()
+    want = (g * torch.tensor([8.0, 0.0])).sum() + (g * (g.log() - math.log(0.5))).sum()
+    assert p.kl(torch.tensor([[2.0]]), torch.zeros(1, 1)).item() == pytest.approx(want.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("fusion,subsample", [("poe", True), ("poe", False), ("moe", True), ("concat", False)])
+def test_mixture_models_loss_and_assign(fusion, subsample):
+    torch.manual_seed(0)
+    m = MixtureMultiModalVAE(DIMS, 3, latent_dim=2, fusion=fusion, hidden=(8,), subsample=subsample)
+    b = batch(missing={"lyrics": [0]})
+    L = m.loss(b, m(b), beta=0.5)
+    assert sorted(L) == ["kl", "recon_audio", "recon_lyrics", "recon_midi", "total"]
+    assert L["total"].item() == pytest.approx((L["recon_audio"] + L["recon_lyrics"] + L["recon_midi"] + 0.5 * L["kl"]).item(), rel=1e-5)
+    P = m.eval().assign(b)
+    assert P.shape == (5, 3) and torch.allclose(P.sum(1), torch.ones(5))
+
+
+def test_initialise_fits_the_prior_to_the_codes():
+    torch.manual_seed(0)
+    X, y = separated_clusters(200, k=3, dim=10, seed=0)
+    b = {"x": torch.from_numpy(X), "mask": {"x": torch.ones(200, dtype=torch.bool)}}
+    m = MixtureVAE(10, 3, latent_dim=2, hidden=(16,), dropout=0.0, pretrain_steps=100)
+    before = m.loss(b, m.eval()(b), 0.0)["recon_x"].item()
+    m.initialise(b, seed=0)
+    assert m.loss(b, m.eval()(b), 0.0)["recon_x"].item() < before             # the autoencoder steps trained
+    w = m.prior.logits.softmax(0).detach().numpy()
+    assert abs(w.sum() - 1) < 1e-6 and sorted(np.round(w * 200)) == sorted(np.bincount(y))   # one component per cluster
+
+
+def test_private_shared_parts_shapes_and_masks():
+    torch.manual_seed(0)
+    m = PrivateSharedVAE({"audio": 12, "midi": 6}, latent_dim=3, private_dim=2, hidden=(8,)).eval()
+    b = batch(dims={"audio": 12, "midi": 6}, missing={"midi": [0]})
+    junk = {**b, "midi": b["midi"].clone()}; junk["midi"][0] = 1e4
+    with torch.no_grad():
+        parts = m.parts(b)
+        assert {k: v[0].shape[1] for k, v in parts.items()} == {"shared": 3, "private:audio": 2, "private:midi": 2, "all": 7}
+        assert torch.equal(parts["private:midi"][0][0], torch.zeros(2))
+        assert torch.equal(m.embed(junk)[0], m.embed(b)[0])                 # a missing view never reaches any part
+        m.part = "shared"; assert torch.equal(m.encode(b)[0], parts["shared"][0])
+    m.train(); L = m.loss(b, m(b))
+    assert sorted(L) == ["kl", "recon_audio", "recon_midi", "total"]
+    with pytest.raises(KeyError, match="choose from"): m.embed(b, "private:lyrics")
+
+
+def test_views_to_drop():
+    scores = {("audio", "lyrics", "midi"): {"mode": 0.30, "meter": 0.40},
+              ("lyrics", "midi"): {"mode": 0.35, "meter": 0.45},     # audio lowers both labels: dropped
+              ("midi", "audio"): {"mode": 0.20, "meter": 0.50},      # lyrics helps one label: kept
+              ("audio", "lyrics"): {"mode": 0.10, "meter": 0.20}}
+    assert views_to_drop(scores, ["audio", "lyrics", "midi"]) == ["audio"]
+    assert views_to_drop({("a", "b"): {"x": 0.3}, ("a",): {"x": 0.3}}, ["a", "b"]) == []     # a tie keeps it
+    assert views_to_drop({("a", "b"): {"x": 0.3, "y": 0.2}, ("a",): {"x": 0.4}}, ["a", "b"]) == []   # y unscored: kept
+
+
+# --- known answers (fast, CPU, seeded) ---
+
+def _fit(model, data, n_train, n_valid, epochs, warmup=0):
+    from music_vae_nb.core import seed_everything
+    from music_vae_nb.train import TrainConfig, fit_model
+    cfg = TrainConfig(epochs=epochs, batch_size=64, lr=3e-3, kl_warmup_epochs=warmup, patience=epochs, progress=False)
+    fit_model(model, data.take(data.ids[:n_train]), data.take(data.ids[n_train:n_train + n_valid]), cfg)
+    return model
+
+
+def test_mixture_prior_recovers_separated_clusters_where_vae_kmeans_does_not():
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import adjusted_mutual_info_score as ami
+    from music_vae_nb.core import seed_everything
+    from music_vae_nb.train import MultiModalData, component_probabilities, embed
+    X, y = separated_clusters(400, k=5, dim=20, seed=0)
+    data = MultiModalData({"x": X}, [f"i{i:03d}" for i in range(400)])
+    seed_everything(0); mv = _fit(MixtureVAE(20, 5, latent_dim=4, hidden=(32,), dropout=0.0), data, 300, 100, 30)
+    seed_everything(0); vae = _fit(VAE(20, latent_dim=4, hidden=(32,), dropout=0.0), data, 300, 100, 70)   # + the start's steps
+    mixture = ami(y, component_probabilities(mv, data).argmax(1))
+    kmeans = ami(y, KMeans(5, n_init=10, random_state=0).fit_predict(embed(vae, data)))
+    print(f"AMI: mixture-prior VAE {mixture:.3f}, VAE + K-Means {kmeans:.3f}")
+    assert mixture >= 0.95 and kmeans < mixture, (mixture, kmeans)
+
+
+def test_private_latent_absorbs_the_view_specific_factor():
+    from sklearn.linear_model import LinearRegression
+    from music_vae_nb.core import seed_everything
+    from music_vae_nb.train import MultiModalData, embed
+    views, s, p = shared_private_views(600, seed=0)
+    data = MultiModalData(views, [f"i{i:03d}" for i in range(600)])
+    seed_everything(0)
+    m = _fit(PrivateSharedVAE({"a": 16, "b": 16}, latent_dim=1, private_dim=1, hidden=(32,), dropout=0.0), data, 400, 100, 60, 5)
+    def probe(part, t):
+        m.part = part; Z = embed(m, data)
+        return LinearRegression().fit(Z[:400], t[:400]).score(Z[400:], t[400:])
+    r2 = {(part, f): round(probe(part, t), 3) for part in ("shared", "private:a") for f, t in (("s", s), ("p", p))}
+    print("probe R^2:", r2)
+    assert r2["shared", "s"] >= 0.9 and r2["shared", "p"] <= 0.1, r2
+    assert r2["private:a", "p"] >= 0.8 and r2["private:a", "s"] <= 0.2, r2

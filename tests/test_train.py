@@ -188,3 +188,55 @@ def test_fit_embed_many_local_equals_processes():
     for x, y in zip(a, b):
         assert np.array_equal(x.Z["test"], y.Z["test"])
     assert not np.array_equal(a[0].Z["test"], a[1].Z["test"])
+
+
+# --- the trainer's start hook and the mixture models' k (issue 23) ---
+
+def test_initialise_runs_on_a_fresh_run_only(split, tmp_path):
+    from music_vae_nb.models import MixtureMultiModalVAE
+    train, valid = split
+    calls = []
+    class Counted(MixtureMultiModalVAE):
+        def initialise(self, batch, seed=0):
+            calls.append((len(batch["audio"]), seed)); super().initialise(batch, seed)
+    make = lambda: (seed_everything(1), Counted({"audio": 10, "lyrics": 8}, 3, latent_dim=2, hidden=(16,), pretrain_steps=5))[1]
+    fit_model(make(), train, valid, _cfg(epochs=2, checkpoint_dir=tmp_path, seed=7))
+    assert calls == [(160, 7)]                               # every training item, the run's seed
+    fit_model(make(), train, valid, _cfg(epochs=4, checkpoint_dir=tmp_path, seed=7))
+    assert len(calls) == 1                                   # resumed: the checkpoint already holds the start
+
+
+def test_same_seed_same_mixture_fit(split):
+    from music_vae_nb.models import MixtureVAE
+    train, valid = split
+    fits = []
+    for _ in range(2):
+        seed_everything(3); m = MixtureVAE(10, 3, latent_dim=2, hidden=(16,), modality="audio", pretrain_steps=10)
+        fit_model(m, train.select(["audio"]), valid.select(["audio"]), _cfg(epochs=2)); fits.append(m.state_dict())
+    for k in fits[0]: assert torch.equal(fits[0][k], fits[1][k]), k
+
+
+def test_choose_components_picks_k_on_validation():
+    from music_vae_nb.models import MixtureVAE, separated_clusters
+    from music_vae_nb.train import choose_components, component_probabilities
+    X, y = separated_clusters(300, k=4, dim=20, seed=1)
+    data = MultiModalData({"x": X}, [f"i{i:03d}" for i in range(300)])
+    cfg = TrainConfig(epochs=20, batch_size=64, lr=3e-3, kl_warmup_epochs=0, patience=20, progress=False)
+    k, m, sweep = choose_components(lambda k: MixtureVAE(20, k, latent_dim=4, hidden=(32,), dropout=0.0),
+                                    data.take(data.ids[:200]), data.take(data.ids[200:260]), ks=(3, 4, 5), cfg=cfg)
+    assert k == 4 and list(sweep.k) == [3, 4, 5] and sweep.score.idxmax() == 1
+    P = component_probabilities(m, data.take(data.ids[260:]))
+    assert P.shape == (40, 4) and np.allclose(P.sum(1), 1, atol=1e-5)
+    with pytest.raises(ValueError, match="unknown rule"): choose_components(None, data, data, rule="bic")
+
+
+def test_choose_components_for_the_fused_model_with_a_missing_view():
+    from music_vae_nb.models import MixtureMultiModalVAE, separated_clusters
+    from music_vae_nb.train import choose_components, component_probabilities
+    from sklearn.metrics import adjusted_mutual_info_score as ami
+    X, y = separated_clusters(300, k=4, dim=20, seed=0)
+    data = MultiModalData({"a": X[:, :10], "b": X[:, 10:]}, [f"i{i:03d}" for i in range(300)], {"b": np.arange(300) % 5 != 0})
+    cfg = TrainConfig(epochs=20, batch_size=64, lr=3e-3, kl_warmup_epochs=0, patience=20, progress=False)
+    make = lambda k: MixtureMultiModalVAE({"a": 10, "b": 10}, k, latent_dim=4, hidden=(32,), dropout=0.0)
+    k, m, _ = choose_components(make, data.take(data.ids[:200]), data.take(data.ids[200:260]), ks=(3, 4), cfg=cfg)
+    assert k == 4 and ami(y[260:], component_probabilities(m, data.take(data.ids[260:])).argmax(1)) >= 0.9
