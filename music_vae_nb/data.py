@@ -139,9 +139,20 @@ def fold_split(groups: Sequence[str], strata: Sequence[str] | None = None, n_fol
 
 def inner_split(groups: Sequence[str], strata: Sequence[str] | None = None, seed: int = 0,
                 fractions: Sequence[float] = INNER_FRACTIONS) -> np.ndarray:
-    "`train` / `stop` / `valid` per item of a fold's training part: whole `groups` per side, balanced within each stratum."
-    sp = group_split(groups, strata, fractions=fractions, seed=seed, by_size=False)
-    return np.array([{"train": "train", "valid": "stop", "test": "valid"}[s] for s in sp])
+    "`train` / `stop` / `valid` per item of a fold's training part: whole `groups` per side, strata taken in turn, each group to the side furthest below its share (ties: train, valid, stop)."
+    groups = np.asarray(groups, dtype=str)
+    strata = np.asarray(strata if strata is not None else [""] * len(groups), dtype=str)
+    df = pd.DataFrame({"g": groups, "s": strata})
+    size = df.groupby("g").size()
+    stratum = df.groupby("g")["s"].agg(lambda s: s.value_counts().sort_index().idxmax())
+    rng = np.random.default_rng(seed)
+    per = [list(np.array(sorted(stratum.index[stratum == s]))[rng.permutation(int((stratum == s).sum()))]) for s in sorted(stratum.unique())]
+    order = [p[i] for i in range(max(map(len, per))) for p in per if i < len(p)]     # strata in turn: each spread over the sides
+    sides, frac, filled, out = ("train", "stop", "valid"), np.asarray(fractions, float), np.zeros(3), {}
+    for g in order:
+        j = min((0, 2, 1), key=lambda k: filled[k] / frac[k])                      # min keeps the first of equals
+        out[g] = sides[j]; filled[j] += size[g]
+    return np.array([out[g] for g in groups])
 
 # %% ../nbs/11_data.ipynb #a1d0f005
 def _fold_ids(self: Dataset, fold: int, n_folds: int = 5, seed: int = 0) -> dict:

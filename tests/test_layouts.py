@@ -173,14 +173,14 @@ def test_reader_features_model_protocol_report(layout, layout_roots, tmp_path, m
     ex = Experiment(ds, feats, {"audio": "audio"}, folds=2, notebook="e2e", n_jobs=1, scheduler="local",
                     cache_dir=ds.cache_dir / "fits")
     specs = [ModelSpec("vae", ("audio",), latent_dim=4, epochs=3, patience=2), ModelSpec("pca", ("audio",), latent_dim=4)]
-    metrics, assign = ex.score(ex.fit(specs), Protocol(algorithms=("kmeans",), k_rules=("n_classes",)))
+    metrics, assign = ex.score(ex.fit(specs), Protocol(algorithms=("kmeans",), k_rules=("n_classes",), min_items=4))   # 48 items: small valid splits
     record_metrics(metrics, "e2e", quick=True, dataset=ds.name)
     m, labels = read_metrics(True, dataset=ds.name), scored_labels(ds)
     assert ds.primary_label in labels and set(m.split) == {"valid", "test"} and set(m.fold) == {"0", "1"}
     test_ids = set(ex.split_ids(0)["test"]) & set(ds.manifest.index[ds.manifest.has_audio])
     assert set(assign[(assign.fold == 0) & (assign.split == "test") & (assign.model == "vae")].id) == test_ids      # every scorable test item, by id
     best = select_on_valid(m, ds.primary_label).iloc[0]
-    assert best.model in ("vae", "pca") and -1 <= best.test_mean <= 1 and best.n == 2
+    assert best.model in ("vae", "pca") and -1 <= best.test_mean <= 1 and best.n in (1, 2)   # 12 groups: a fold's valid may hold one class only
     page = make_report_html(ds.name, standard_sections(m, labels, ds.primary_label, manifest=ds.manifest, assignments=assign))
     write_text(reports_dir(True, ds.name) / "report.html", page)
     assert "<h2>Findings</h2>" in page and ds.primary_label in page

@@ -131,7 +131,7 @@ def _done(data: Path) -> dict[str, float]:
     return {p.parent.name: p.stat().st_mtime for p in (data / QUICK / "cache" / "fits").glob("*/done.json")}
 
 def test_an_interrupted_run_resumes_with_the_same_metrics_and_less_work(tmp_path):
-    args = ["--quick", "--only", "01_easy", "--no-html", "-p", "repetitions", "2"]
+    args = ["--quick", "--only", "01_easy", "--no-html", "-p", "folds", "2"]
     cmd = [str(BIN / "music-vae"), "reproduce", *args]
     ref_root, ref_data = _quick_project(tmp_path, "reference")
     t0 = time.time()
