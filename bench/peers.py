@@ -1,16 +1,16 @@
 """The peer libraries beside our models: multivae's MoPoE and MMVAE+, clustpy's DEC, IDEC and VaDE, fitted on the
-same feature matrices, through the same group splits, scored the same way as our VAEs, PCA and the raw features.
+same feature matrices, through the same outer folds, scored the same way as our VAEs, PCA and the raw features.
 
     pip install -e .[peers] && pip install --no-deps multivae==1.0.3 clustpy==0.0.3
     MUSIC_VAE_DATA=data .venv/bin/python bench/peers.py m21-vocal --quick
-    .venv/bin/python bench/peers.py m21-vocal --views midi_music,audio_music --repetitions 5 --epochs 100
+    .venv/bin/python bench/peers.py m21-vocal --views midi_music,audio_music --folds 5 --epochs 100
 
-Per repetition r (the dataset's group split drawn with seed r): every view standardised with its training items;
-the items that have every view; each representation fitted on the training items without labels; the validation
+Per outer fold r (the dataset's outer folds by group; fold r is tested once): every view standardised with the fold's training items;
+the items that have every view; each representation fitted on the training items without labels; the fold's validation
 items choose what needs choosing (our mixture model's k, by the silhouette rule of `train.choose_components`);
 K-Means at k = the label's number of classes scores the validation and test embeddings (`protocol.score_embedding`).
 Methods that cluster by themselves (DEC, IDEC, VaDE, our mixture prior) are also scored on their own assignment
-(`... (own)` rows). The table: test AMI per label, mean over repetitions, with the validation AMI in brackets.
+(`... (own)` rows). The table: test AMI per label, mean over folds, with the validation AMI in brackets.
 
 The peers import torchvision at import time (for image datasets we never load). When no torchvision that matches
 the installed torch imports here, a stub stands in for it and the script says so in one line; a peer that still
@@ -60,9 +60,11 @@ def torchvision_or_stub() -> str:
 
 
 # ---------------------------------------------------------------- data
+FOLDS = 5                                        # outer folds (set from --folds)
+
 def fold_data(ds, feats: dict, views: list, r: int) -> tuple[MultiModalData, dict]:
-    "Views standardised with the training items of repetition `r`, the items that have every view, and their split ids."
-    ids = {s: np.asarray(v).astype(str) for s, v in ds.split_ids(r).items()}
+    "Views standardised with the training items of outer fold `r`, the items that have every view, and their split ids."
+    ids = {s: np.asarray(v).astype(str) for s, v in ds.fold_ids(r, FOLDS).items()}
     scaled = {v: FeatureScaler().fit(feats[v].take(ids["train"])).transform(feats[v]) for v in views}
     data = MultiModalData.from_features(scaled, ids["all"])
     full = set(data.ids[np.all([data.masks[v] for v in views], axis=0)])
@@ -176,14 +178,14 @@ def score(ds, protocol, rep, name, out, labels, r) -> list[dict]:
     rows = []
     for s, (Z, own) in out.items():
         ids = list(rep[s])
-        scored, _ = score_embedding(Z, ids, ds, protocol, dict(model=name, split=s, repetition=r), seed=r)
+        scored, _ = score_embedding(Z, ids, ds, protocol, dict(model=name, split=s, fold=r), seed=r)
         rows += [x for x in scored if x["metric"] == "ami" and x["label"]]
         if own is not None:
             y = label_frame(ds, ids, labels)
             for l in labels:
                 ok = y[l].notna().to_numpy()
                 if y[l][ok].nunique() < 2: continue              # as score_embedding: a label needs two classes
-                rows.append(dict(model=f"{name} (own)", split=s, repetition=r, label=l, metric="ami",
+                rows.append(dict(model=f"{name} (own)", split=s, fold=r, label=l, metric="ami",
                                  value=external_scores(y[l].to_numpy()[ok], np.asarray(own)[ok])["ami"]))
     return rows
 
@@ -191,9 +193,9 @@ def score(ds, protocol, rep, name, out, labels, r) -> list[dict]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("dataset", nargs="?", default="m21-vocal")
-    ap.add_argument("--quick", action="store_true", help="the quick subset of the dataset, 30 epochs, 2 repetitions")
+    ap.add_argument("--quick", action="store_true", help="the quick subset of the dataset, 30 epochs, 2 outer folds")
     ap.add_argument("--views", default="midi_music,audio_music", help="feature sets, comma-separated (each one view)")
-    ap.add_argument("--repetitions", type=int, default=None)
+    ap.add_argument("--folds", type=int, default=None)
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--latent-dim", type=int, default=8)
     ap.add_argument("--ks", default="2,3,4,6,8", help="candidate k of our mixture model (chosen on validation)")
@@ -201,7 +203,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None, help="also write the rows as CSV here")
     args = ap.parse_args(argv)
     args.epochs = args.epochs or (30 if args.quick else 100)
-    reps = args.repetitions or (2 if args.quick else 5)
+    reps = args.folds or (2 if args.quick else 5)
+    global FOLDS; FOLDS = reps
     args.ks = tuple(int(k) for k in args.ks.split(","))
     views = args.views.split(",")
     torch.set_num_threads(1)
@@ -218,7 +221,7 @@ def main(argv=None) -> int:
     for r in range(reps):
         data, rep = fold_data(ds, feats, views, r)
         k = int(label_frame(ds, list(rep["train"]), [ds.primary_label])[ds.primary_label].nunique())
-        print(f"repetition {r}: {len(rep['train'])} train, {len(rep['valid'])} valid, {len(rep['test'])} test items with {'+'.join(views)}; peers cluster at k = {k} ({ds.primary_label})")
+        print(f"fold {r}: {len(rep['train'])} train, {len(rep['valid'])} valid, {len(rep['test'])} test items with {'+'.join(views)}; peers cluster at k = {k} ({ds.primary_label})")
         for name in names + [p for p in peers if p not in skipped]:
             t0 = time.perf_counter()
             try:
@@ -244,7 +247,7 @@ def main(argv=None) -> int:
     cell = cell.loc[order]
     cell["seconds per fit"] = [f"{seconds.get(n.replace(' (own)', ''), np.nan) / reps:.1f}" for n in cell.index]
     print(f"\n{ds.name}, views {'+'.join(views)}: test AMI (valid AMI), K-Means at the number of classes "
-          f"(own: the method's assignment), mean of {reps} repetitions, {args.epochs} epochs, latent {args.latent_dim}")
+          f"(own: the method's assignment), mean of {reps} outer folds, {args.epochs} epochs, latent {args.latent_dim}")
     print(cell.to_string())
     for p, why in skipped.items(): print(f"{p}: skipped ({why})")
     return 0
