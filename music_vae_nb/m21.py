@@ -567,7 +567,8 @@ ESSEN_FOLK = CorpusSpec(
                    collection="Essen collection file, without its volume number (erk10, erk20: erk)",
                    meter_class=_METER_CLASS_SOURCE + "; the ABC M: field",
                    mode="declared key where the ABC K: field names a mode (mode_source=declared), else the third above the "
-                        "declared tonic (K:) in the notes, major or minor, whichever sounds longer (mode_source=third above the tonic)"),
+                        "declared tonic (K:) in the notes, major or minor, whichever sounds longer (mode_source=third above the tonic); "
+                        "the clip MIDI declares that tonic as a major key signature"),
     ("meter_class",), {"region": "coarsening of collection (each collection lies in one region)"},
     exclude=("test0", "test1", "testd", "teste", "variant0", "folkHaydn"), drop_values={"meter_class": ("undeclared", "irregular")},
     clip_seconds=20.0, max_clips=1, max_works=600, quick_works=8, quick_max_clips=1, programs=tuple(PANEL_INSTRUMENTS),
