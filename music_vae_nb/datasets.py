@@ -15,19 +15,18 @@ from .data import (Dataset, MODALITY_NAMES, REPORT_COLUMNS, builtin_root, detect
 from . import m21
 
 # %% auto #0
-__all__ = ['BUILTIN_DATASETS', 'RESERVED_NAMES', 'QUICK_ITEMS', 'MAX_MISSING_LINES', 'load_builtin', 'dataset_name',
-           'quick_subset', 'load_dataset', 'validate_dataset', 'usable', 'dataset_summary', 'validate_main']
+__all__ = ['BUILTIN_DATASETS', 'PANEL_DATASETS', 'RESERVED_NAMES', 'QUICK_ITEMS', 'MAX_MISSING_LINES', 'load_builtin',
+           'dataset_name', 'quick_subset', 'load_dataset', 'validate_dataset', 'usable', 'dataset_summary',
+           'validate_main']
 
 # %% ../nbs/15_datasets.ipynb #d5e70006
-BUILTIN_DATASETS = ("m21-vocal",)
+BUILTIN_DATASETS = tuple(m21.CORPORA)                  # m21-vocal first: the default
+PANEL_DATASETS = BUILTIN_DATASETS                      # the development panel
 
 def load_builtin(name: str, quick: bool = False, n_jobs: int = -1) -> Dataset:
     "Build (once, under a lock) and open built-in dataset `name`."
     if name not in BUILTIN_DATASETS: raise KeyError(f"unknown built-in dataset {name!r}; have {BUILTIN_DATASETS}")
-    root = builtin_root(name, quick)
-    with file_lock(root.parent / f".{root.name}.lock"):
-        if not m21.is_built(root): m21.build_m21_vocal(root, quick=quick, n_jobs=n_jobs)
-    return read_dataset(root)
+    return read_dataset(m21.build_default(quick=quick, n_jobs=n_jobs, name=name))
 
 # %% ../nbs/15_datasets.ipynb #d5e70008
 RESERVED_NAMES = ("quick",)

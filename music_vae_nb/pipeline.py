@@ -530,7 +530,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--parallel", type=int, default=3, metavar="N",
                    help="notebooks run side by side once what they need has run (default 3; 1: one at a time, in order)")
     r.add_argument("--no-html", action="store_true", help="skip the HTML copies")
-    b = sub.add_parser("build-default", help="build the default m21-vocal dataset")
+    b = sub.add_parser("build-default", help="build a built-in dataset (default m21-vocal)")
+    b.add_argument("name", nargs="?", default=DEFAULT_DATASET, help="built-in dataset name, e.g. essen-folk")
     b.add_argument("--quick", action="store_true"); b.add_argument("-j", "--jobs", type=int, default=-1)
     v = sub.add_parser("validate", help="validate a dataset; exit status 1 if unusable")
     v.add_argument("path")
@@ -571,7 +572,7 @@ def main(
         return 0
     if a.cmd == "build-default":
         from music_vae_nb.datasets import load_builtin
-        print(load_builtin(DEFAULT_DATASET, quick=a.quick, n_jobs=a.jobs).root); return 0
+        print(load_builtin(a.name, quick=a.quick, n_jobs=a.jobs).root); return 0
     if a.cmd == "validate":
         from music_vae_nb.datasets import validate_main
         return validate_main(a.path)

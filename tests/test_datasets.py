@@ -1,5 +1,5 @@
 "Tests of music_vae_nb.datasets: names to datasets, the output name of a dataset, the validate command; layering."
-import ast, contextlib, io
+import ast, contextlib, io, os
 from pathlib import Path
 
 import pandas as pd
@@ -10,6 +10,7 @@ from music_vae_nb.data import seed_name
 from music_vae_nb.fixtures import make_seed1_layout, make_seed2_flat, seed1_tracks
 
 PKG = Path(DS.__file__).parent
+ORIGINAL_DATA = os.environ.get("MUSIC_VAE_DATA")
 
 
 @pytest.fixture(autouse=True)
@@ -98,3 +99,29 @@ def test_decoder_chatter_stays_off_the_terminal(tmp_path, capfd):
     got = [check_audio(tmp_path / f) for f in ("ok.mp3", "cut.mp3", "junk.mp3")]
     assert got[0] is None and got[1].startswith("truncated") and got[2].startswith("cannot decode MP3")
     assert capfd.readouterr().err == ""
+
+
+def test_panel_names_resolve_without_building(tmp_path):
+    assert DS.BUILTIN_DATASETS[0] == "m21-vocal" and set(DS.PANEL_DATASETS) == {"m21-vocal", "essen-folk", "string-quartets"}
+    assert [DS.dataset_name(n) for n in DS.PANEL_DATASETS] == list(DS.PANEL_DATASETS)
+    assert not (tmp_path / "datahome").exists() or not any((tmp_path / "datahome").iterdir())       # built nothing
+    clash = make_seed2_flat(tmp_path / "essen-folk", n=6, seconds=0.5)
+    assert DS.dataset_name(clash).startswith("essen-folk-")                  # a user folder never takes a built-in name
+
+
+def test_build_default_cli_passes_the_name():
+    from music_vae_nb.pipeline import build_parser
+    ap = build_parser()
+    assert ap.parse_args(["build-default"]).name == "m21-vocal"
+    a = ap.parse_args(["build-default", "essen-folk", "--quick"])
+    assert (a.name, a.quick) == ("essen-folk", True)
+    with pytest.raises(KeyError, match="unknown built-in"): DS.load_builtin("ryansMammoth")
+
+
+def test_load_builtin_panel_corpus(monkeypatch):
+    "A panel corpus by name (the quick build, cached in the project's data folder as the m21 tests build it)."
+    from music_vae_nb.core import project_root
+    monkeypatch.setenv("MUSIC_VAE_DATA", ORIGINAL_DATA or str(project_root() / "data"))
+    ds = DS.load_dataset("essen-folk", quick=True, n_jobs=1)
+    assert ds.name == "essen-folk" and ds.primary_label == "region" and len(ds) >= 20
+    assert ds.info["label_sources"]["region"].startswith("Essen collection file")

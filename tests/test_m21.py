@@ -229,3 +229,121 @@ def test_build_work_skips_bad_input(tmp_path):
     rec = m21.build_work(bad, tmp_path / "out", m21.build_params())
     assert rec["clips"] == [] and rec["skipped"].startswith("error:")
     assert json.loads((tmp_path / "out" / "works" / "bach.broken.json").read_text())["skipped"] == rec["skipped"]
+
+
+# ---- the development panel: the other built-in corpora (quick builds) ----
+PANEL = ["essen-folk", "string-quartets"]
+CLASSES = {"essen-folk": {"region": {"china", "germany", "ireland", "lorraine", "luxembourg"},
+                          "collection": {"erk", "han", "irl", "lot", "lux"}},
+           "string-quartets": {"composer": {"beethoven", "haydn", "mozart", "schumann"}}}
+
+
+@pytest.fixture(scope="module", params=PANEL)
+def panel(request):
+    "A quick panel corpus (built once under a lock, then cached)."
+    return read_dataset(m21.build_default(quick=True, n_jobs=1, name=request.param))
+
+
+def test_panel_labels_and_their_sources(panel):
+    spec, m = m21.CORPORA[panel.name[: -len("-quick")]], panel.manifest
+    assert panel.labels == list(spec.labels) and panel.primary_label == spec.primary_label
+    for label, classes in CLASSES[spec.name].items():
+        assert set(m[label]) == classes, label                                   # every class of the path-derived labels
+    assert set(m.meter_class) <= {"simple-duple", "simple-triple", "compound"} and m.meter_class.nunique() >= 2
+    assert set(m["mode"]) <= {"major", "minor", "modal"} and m["mode"].nunique() >= 2
+    assert set(m.mode_source) <= {"declared", "third above the tonic", "analysis"}
+    assert m.has_audio.all() and m.has_midi.all() and not m.has_lyrics.any()
+    info = json.loads((Path(panel.root) / "dataset.json").read_text())
+    assert set(info["label_sources"]) == set(panel.labels)
+    assert "declared time signature" in info["label_sources"]["meter_class"] and "meter_class" in info["labels_declared_in_midi"]
+    assert info["clip_seconds"] == 20.0 and info["sample_rate"] == 16_000 and info["reserved_collections"] == ["ryansMammoth", "oneills1850"]
+    if spec.name == "essen-folk":
+        assert info["label_relations"] == {"region": "coarsening of collection (each collection lies in one region)"}
+        assert (m.groupby("collection").region.nunique() == 1).all()
+        assert "third above the tonic" in set(m.mode_source)
+    else:
+        assert (m.mode_source == "declared").all() and m.groupby("work").size().max() <= 2
+        assert (m.groupby("work").tempo_qpm.nunique() == 1).all()                    # one tempo per movement
+
+
+def test_panel_has_no_reserved_collection(panel, tmp_path):
+    m = panel.manifest
+    for c in m21.RESERVED_COLLECTIONS:
+        assert not m.source.str.contains(c, case=False).any() and not m.work.str.contains(c, case=False).any()
+    reserved = [m21.TuneRef(m21.corpus_root() / "ryansMammoth" / "any.abc", 1)]        # never read: refused by name
+    with pytest.raises(ValueError, match="reserved"):
+        m21.build_corpus(m21.ESSEN_FOLK, tmp_path / "x", works=reserved, n_jobs=1, progress=False)
+    bad = m21.CorpusSpec(**{**m21.asdict(m21.ESSEN_FOLK), "sources": ("essenFolksong", "oneills1850")})
+    with pytest.raises(ValueError, match="reserved"): m21.corpus_works(bad)
+    assert not (tmp_path / "x").exists()                                         # refused before anything was written
+
+
+def test_full_panel_manifests_have_no_reserved_item():
+    "Every built corpus (quick or full): no item from a reserved collection."
+    roots = [r for n in m21.CORPORA for q in (True, False) if m21.is_built(r := builtin_root(n, q))]
+    if not roots: pytest.skip("no panel corpus built")
+    for r in roots:
+        m = read_dataset(r).manifest
+        for c in m21.RESERVED_COLLECTIONS: assert not m.source.str.contains(c, case=False).any(), (r, c)
+
+
+def test_panel_groups_never_split(panel):
+    m = panel.manifest
+    assert m.groupby("group").split.nunique().max() == 1 and set(m.split) == {"train", "valid", "test"}
+    keys = m21.leak_keys(m)
+    for seed in SEEDS:
+        assert m21.split_leaks(keys, split_of(panel, seed)).empty
+
+
+def test_panel_clip_midi_declares_time_signature_tempo_and_one_program(panel):
+    m = panel.manifest
+    for i, r in m.iterrows():
+        pm = pretty_midi.PrettyMIDI(str(panel.midi_file(i)))
+        ts = pm.time_signature_changes[0]
+        assert (ts.time, f"{ts.numerator}/{ts.denominator}") == (0.0, r.time_signature), i
+        assert abs(pm.get_tempo_changes()[1][0] - float(r.tempo_qpm)) < 1e-3
+        if float(r.start_s) == 0: assert abs(float(r.tempo_qpm) - float(r.tempo_bpm) * m21.beat_quarters(r.time_signature)) < 1e-2
+        assert {inst.program for inst in pm.instruments} == {int(r.program)}
+        assert m21.meter_class(r.time_signature) == r.meter_class
+        assert sf.info(panel.audio_file(i)).duration == pytest.approx(20.0)
+
+
+def test_panel_instrument_and_tempo_come_from_ids_alone(panel):
+    "The tempo is drawn from the work id, the instrument from the clip id (and the spec's seed): neither can depend on a label."
+    spec, m = m21.CORPORA[panel.name[: -len("-quick")]], panel.manifest
+    for i, r in m.iterrows():
+        assert float(r.tempo_bpm) == m21.rendering_choice(r.work, spec.programs, spec.tempo_bpm, spec.seed)[1]
+        assert int(r.program) == m21.rendering_choice(i, spec.programs, spec.tempo_bpm, spec.seed)[0]
+    assert m.groupby("work").tempo_bpm.nunique().max() == 1
+    assert m.instrument.nunique() >= 3 and m.tempo_bpm.astype(float).between(*spec.tempo_bpm).all()
+
+
+def test_full_panel_instruments_independent_of_labels():
+    "Full builds (when present): every class of every label hears several instruments; no label/instrument association."
+    from scipy.stats import chi2_contingency
+    built = [n for n in ("essen-folk", "string-quartets") if m21.is_built(builtin_root(n))]
+    if not built: pytest.skip("no full panel corpus built")
+    for n in built:
+        m = read_dataset(builtin_root(n)).manifest
+        for label in read_dataset(builtin_root(n)).labels:
+            tab = pd.crosstab(m[label], m.instrument)
+            big = tab[tab.sum(1) >= 20]
+            if len(big) < 2: continue
+            assert (big.gt(0).sum(1) >= 4).all(), (n, label, tab)
+            assert chi2_contingency(big)[1] > 0.001, (n, label, tab)
+
+
+def test_essen_tune_with_pickup_falls_on_its_bar_lines(tmp_path):
+    "erk10 X:1 starts with a one-eighth pickup in 2/4: the clip's first note sits 1.5 quarters after the bar line."
+    tune = m21.abc_tunes(m21.corpus_root() / "essenFolksong" / "erk10.abc")[0]
+    rec = m21.build_work(tune, tmp_path, m21.corpus_params(m21.ESSEN_FOLK))
+    c = rec["clips"][0]
+    pm = pretty_midi.PrettyMIDI(str(tmp_path / c["midi_path"]))
+    first = min(n.start for i in pm.instruments for n in i.notes)
+    assert first == pytest.approx(1.5 * 60 / c["tempo_qpm"], abs=1e-3) and c["meter_class"] == "simple-duple"
+    assert pm.get_end_time() > 19                                                  # repeated to fill 20 s
+
+
+def test_m21_vocal_build_is_unchanged():
+    assert m21.corpus_params(m21.M21_VOCAL) == m21.build_params() and m21.corpus_params(m21.M21_VOCAL, True) == m21.build_params(True)
+    assert m21.corpus_works(m21.M21_VOCAL, quick=True) == m21.candidate_works(quick=True)
