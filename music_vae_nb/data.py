@@ -20,12 +20,12 @@ __all__ = ['BASE_COLUMNS', 'SPLITS', 'SPLIT_FRACTIONS', 'FOLD_SPLITS', 'INNER_FR
            'MIDI_EXTS', 'LYRICS_EXTS', 'SILENCE_PEAK', 'REPORT_COLUMNS', 'MODALITY_NAMES', 'SEED1_SUFFIX',
            'MATCH_COLUMNS', 'MATCH_RULES', 'RESERVED_CSVS', 'MIN_GROUPS', 'MAX_GROUP_SHARE', 'GENRE_COLUMNS',
            'GROUP_COLUMNS', 'MODALITY_DIRS', 'LABEL_COLUMNS', 'ID_COLUMNS', 'LABEL_FILES', 'META_INFO',
-           'COVERAGE_FLOOR', 'normalise_manifest', 'group_split', 'Dataset', 'fold_split', 'inner_split',
-           'save_dataset', 'read_dataset', 'builtin_root', 'quiet_decoder', 'wav_truncated', 'check_audio',
-           'check_midi', 'lyrics_problem', 'read_lyrics', 'validate_rows', 'apply_validation', 'write_validation',
-           'missing_rows', 'is_missing', 'name_key', 'seed_name', 'match_files', 'matched_rows', 'read_table',
-           'choose_groups', 'find_track_csv', 'track_audio_dir', 'layout_root', 'read_csv_layout', 'modality_dirs',
-           'folder_labels', 'read_label_lines', 'line_labels', 'read_metadata', 'read_mirex_layout',
+           'COVERAGE_FLOOR', 'normalise_manifest', 'group_strata', 'group_split', 'Dataset', 'fold_split',
+           'inner_split', 'save_dataset', 'read_dataset', 'builtin_root', 'quiet_decoder', 'wav_truncated',
+           'check_audio', 'check_midi', 'lyrics_problem', 'read_lyrics', 'validate_rows', 'apply_validation',
+           'write_validation', 'missing_rows', 'is_missing', 'name_key', 'seed_name', 'match_files', 'matched_rows',
+           'read_table', 'choose_groups', 'find_track_csv', 'track_audio_dir', 'layout_root', 'read_csv_layout',
+           'modality_dirs', 'folder_labels', 'read_label_lines', 'line_labels', 'read_metadata', 'read_mirex_layout',
            'read_manifest_csv', 'detect_layout', 'name_root', 'read_layout', 'slug_of', 'source_fingerprint',
            'user_root', 'coverage_warnings', 'finish_dataset']
 
@@ -47,14 +47,17 @@ def normalise_manifest(df: pd.DataFrame, labels: Sequence[str], info: Sequence[s
     return df[[*BASE_COLUMNS, *labels, *info]].set_index("id")
 
 # %% ../nbs/11_data.ipynb #8b8a58ca
-def group_split(groups: Sequence[str], strata: Sequence[str] | None = None,
-                fractions: Sequence[float] = SPLIT_FRACTIONS, seed: int = 0, by_size: bool = True) -> np.ndarray:
-    "Split name (`train`/`valid`/`test`) per item; whole `groups` per split, balanced within each stratum."
+def group_strata(groups: Sequence[str], strata: Sequence[str] | None = None) -> tuple[np.ndarray, pd.Series, pd.Series]:
+    "`groups` as text, the number of items of each group, and each group's stratum (its most common value of `strata`)."
     groups = np.asarray(groups, dtype=str)
     strata = np.asarray(strata if strata is not None else [""] * len(groups), dtype=str)
     df = pd.DataFrame({"g": groups, "s": strata})
-    size = df.groupby("g").size()
-    stratum = df.groupby("g")["s"].agg(lambda s: s.value_counts().sort_index().idxmax())
+    return groups, df.groupby("g").size(), df.groupby("g")["s"].agg(lambda s: s.value_counts().sort_index().idxmax())
+
+def group_split(groups: Sequence[str], strata: Sequence[str] | None = None,
+                fractions: Sequence[float] = SPLIT_FRACTIONS, seed: int = 0, by_size: bool = True) -> np.ndarray:
+    "Split name (`train`/`valid`/`test`) per item; whole `groups` per split, balanced within each stratum."
+    groups, size, stratum = group_strata(groups, strata)
     rng = np.random.default_rng(seed)
     frac = np.asarray(fractions, float); order = [2, 1, 0]          # ties: test, valid, train
     out = {}
@@ -140,11 +143,7 @@ def fold_split(groups: Sequence[str], strata: Sequence[str] | None = None, n_fol
 def inner_split(groups: Sequence[str], strata: Sequence[str] | None = None, seed: int = 0,
                 fractions: Sequence[float] = INNER_FRACTIONS) -> np.ndarray:
     "`train` / `stop` / `valid` per item of a fold's training part: whole `groups` per side, strata taken in turn, each group to the side furthest below its share (ties: train, valid, stop)."
-    groups = np.asarray(groups, dtype=str)
-    strata = np.asarray(strata if strata is not None else [""] * len(groups), dtype=str)
-    df = pd.DataFrame({"g": groups, "s": strata})
-    size = df.groupby("g").size()
-    stratum = df.groupby("g")["s"].agg(lambda s: s.value_counts().sort_index().idxmax())
+    groups, size, stratum = group_strata(groups, strata)
     rng = np.random.default_rng(seed)
     per = [list(np.array(sorted(stratum.index[stratum == s]))[rng.permutation(int((stratum == s).sum()))]) for s in sorted(stratum.unique())]
     order = [p[i] for i in range(max(map(len, per))) for p in per if i < len(p)]     # strata in turn: each spread over the sides
