@@ -134,8 +134,12 @@ def fingerprint(*objs: Any, n: int = 12) -> str:
 @contextlib.contextmanager
 def file_lock(path: str | Path):
     "Exclusive inter-process lock on `path` (created if missing) for the duration of the block."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
+    path = Path(path)
+    try: path.parent.mkdir(parents=True, exist_ok=True); f = open(path, "a")
+    except OSError as e:
+        if e.errno in NOT_WRITABLE: raise OutputNotWritable(path.parent, e.strerror or str(e)) from None
+        raise
+    with f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try: yield
         finally: fcntl.flock(f, fcntl.LOCK_UN)
@@ -196,8 +200,8 @@ def read_checked(path: str | Path, load: Callable[[Path], _T], key: str) -> _T |
 
 # %% ../nbs/10_core.ipynb #67cd8652
 def lock_path(path: str | Path) -> Path:
-    "The lock file of cache entry `path`: `.<name>.lock` beside it."
-    return Path(path).with_name(f".{Path(path).name}.lock")
+    "The lock file of cache entry `path`: `<name>.lock` beside it."
+    return Path(path).with_name(f"{Path(path).name}.lock")
 
 def cached(path: str | Path, key: str, compute: Callable[[], _T], write: Callable[[Path, _T], Any],
            load: Callable[[Path], _T]) -> _T:
