@@ -159,7 +159,9 @@ def check_path(path: str | Path) -> Path:
     "The check file of `path`: `<name>.check` beside it."
     return Path(path).with_name(Path(path).name + CHECK_SUFFIX)
 
-def write_checked(path: str | Path, write: Callable[[Path], Any], key: str) -> Path:
+def write_checked(path: str | Path,                 # the cache file
+                  write: Callable[[Path], Any],       # writes the content to the temporary path it is given
+                  key: str) -> Path:                  # what the file was made from (a hash of its inputs)
     "Write `path` atomically with `write(tmp)`, then its check file: `key` and the SHA-1 and size of the bytes written."
     path = Path(path); check_path(path).unlink(missing_ok=True)       # never an old check beside new bytes
     with atomic_path(path) as tmp:
@@ -181,7 +183,9 @@ def move_aside(path: str | Path, reason: str) -> Path | None:
 
 def _one_line(e: Exception) -> str: return " ".join(f"{type(e).__name__}: {e}".split())[:200]
 
-def read_checked(path: str | Path, load: Callable[[Path], _T], key: str) -> _T | None:
+def read_checked(path: str | Path,                  # the cache file
+                 load: Callable[[Path], _T],         # reads it; any exception counts as damage
+                 key: str) -> _T | None:             # the key the caller expects it to have been made for
     "`load(path)` when `path` exists, its check file holds `key` and the hash of its bytes, and it loads; else None (a damaged file is moved aside)."
     path = Path(path)
     if not path.is_file(): return None
@@ -203,8 +207,11 @@ def lock_path(path: str | Path) -> Path:
     "The lock file of cache entry `path`: `<name>.lock` beside it."
     return Path(path).with_name(f"{Path(path).name}.lock")
 
-def cached(path: str | Path, key: str, compute: Callable[[], _T], write: Callable[[Path, _T], Any],
-           load: Callable[[Path], _T]) -> _T:
+def cached(path: str | Path,                        # the cache file of this entry
+           key: str,                                 # what the entry is made from
+           compute: Callable[[], _T],                # makes the value when the file is absent or damaged
+           write: Callable[[Path, _T], Any],         # writes a value to the temporary path it is given
+           load: Callable[[Path], _T]) -> _T:        # reads the value back
     "The checked value at `path` for `key`, else `compute()` written there with `write(tmp, value)`; one process computes, others wait and read."
     with file_lock(lock_path(path)):
         value = read_checked(path, load, key)

@@ -165,7 +165,11 @@ def make_seed2_sorted(root: str | Path, n: int = 48, seed: int = 0, n_artists: i
 LAYOUTS = {"seed1": make_seed1_layout, "seed2_flat": make_seed2_flat, "seed2_sorted": make_seed2_sorted}
 
 # %% ../nbs/19_fixtures.ipynb #20d02781
-def make_collection(root: str | Path, layout: str = "seed1", n: int = 10_000, seed: int = 0, seconds: float = 0.5) -> Path:
+def make_collection(root: str | Path,                # folder to write the collection into
+                    layout: str = "seed1",           # a key of `LAYOUTS`
+                    n: int = 10_000,                 # items
+                    seed: int = 0,                   # fixes every label, clip, melody and text
+                    seconds: float = 0.5) -> Path:   # length of each clip
     "A synthetic collection of `n` items laid out as `layout` (a key of `LAYOUTS`) under `root`: `seconds`-long clips, tiny MIDI."
     if layout not in LAYOUTS: raise ValueError(f"layout must be one of {sorted(LAYOUTS)}, not {layout!r}")
     n_artists = 12 if layout == "seed1" else (3 if n <= 100 else max(6, n // 50))
