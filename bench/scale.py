@@ -51,7 +51,7 @@ def child(step: str, path: str, sets: str, jobs: int) -> None:
         ds = load_dataset(path)
         t0 = time.perf_counter()                                    # the dataset is validate's; time the features
         feats = compute_features(ds, None if sets == "default" else sets.split(","), n_jobs=jobs, progress=True)
-        out = {"available": {n: fs.n_available for n, fs in feats.items()}}
+        out = {"available": {n: f"{fs.n_available} items, {fs.stats['seconds']:.0f} s" for n, fs in feats.items()}}   # seconds of its group
     seconds = time.perf_counter() - t0
     from joblib.externals.loky import get_reusable_executor
     get_reusable_executor().shutdown(wait=True)
@@ -91,7 +91,7 @@ def main():
             print(f"{layout:<13} {'build':<9} {time.perf_counter() - t0:8.1f}", flush=True)
             for step in ("validate", "features"):
                 r = run_step(step, root, data, a.sets, a.jobs)
-                note = f"exit {r['exit']}" if step == "validate" else "sets " + ",".join(f"{k}:{v}" for k, v in r["available"].items())
+                note = f"exit {r['exit']}" if step == "validate" else "; ".join(f"{k} {v}" for k, v in r["available"].items())
                 print(f"{layout:<13} {step:<9} {r['seconds']:8.1f} {1000 * r['seconds'] / a.n:8.2f} {r['peak_tree_mb']:13.0f} "
                       f"{r['max_process_mb']:12.0f}  {note}", flush=True)
     finally:
