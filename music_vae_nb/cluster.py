@@ -22,7 +22,7 @@ from sklearn.mixture import GaussianMixture
 from sklearn.neighbors import NearestNeighbors
 from threadpoolctl import ThreadpoolController
 
-from .core import metric_rows
+from .metrics import metric_rows
 
 # %% auto #0
 __all__ = ['N_THREADS', 'FIT_MAX', 'SWEEP_MAX', 'SCORE_MAX', 'ALGORITHMS', 'DENSITY', 'MEMO_SIZE', 'limit_threads',

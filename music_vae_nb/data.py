@@ -17,9 +17,9 @@ from .core import data_dir, fingerprint, write_csv, write_json
 
 # %% auto #0
 __all__ = ['BASE_COLUMNS', 'SPLITS', 'SPLIT_FRACTIONS', 'FOLD_SPLITS', 'INNER_FRACTIONS', 'AUDIO_EXTS', 'OTHER_AUDIO_EXTS',
-           'MIDI_EXTS', 'LYRICS_EXTS', 'SILENCE_PEAK', 'REPORT_COLUMNS', 'MODALITY_NAMES', 'SEED1_SUFFIX',
-           'MATCH_COLUMNS', 'MATCH_RULES', 'RESERVED_CSVS', 'MIN_GROUPS', 'MAX_GROUP_SHARE', 'GENRE_COLUMNS',
-           'GROUP_COLUMNS', 'MODALITY_DIRS', 'LABEL_COLUMNS', 'ID_COLUMNS', 'LABEL_FILES', 'META_INFO',
+           'MIDI_EXTS', 'LYRICS_EXTS', 'SILENCE_PEAK', 'REPORT_COLUMNS', 'PROGRESS_FROM', 'MODALITY_NAMES',
+           'SEED1_SUFFIX', 'MATCH_COLUMNS', 'MATCH_RULES', 'RESERVED_CSVS', 'MIN_GROUPS', 'MAX_GROUP_SHARE',
+           'GENRE_COLUMNS', 'GROUP_COLUMNS', 'MODALITY_DIRS', 'LABEL_COLUMNS', 'ID_COLUMNS', 'LABEL_FILES', 'META_INFO',
            'COVERAGE_FLOOR', 'normalise_manifest', 'group_strata', 'group_split', 'Dataset', 'fold_split',
            'inner_split', 'save_dataset', 'read_dataset', 'builtin_root', 'quiet_decoder', 'wav_truncated',
            'check_audio', 'check_midi', 'lyrics_problem', 'read_lyrics', 'validate_rows', 'apply_validation',
@@ -278,6 +278,7 @@ def read_lyrics(path: str | Path) -> tuple[str, str | None]:
 
 # %% ../nbs/11_data.ipynb #241c3394
 REPORT_COLUMNS = ["id", "file", "modality", "problem"]
+PROGRESS_FROM = 500                                      # rows from which `validate_rows` shows a progress bar
 
 def _resolve(root: Path, p: str) -> Path:
     return Path(p) if Path(p).is_absolute() else root / p
@@ -312,10 +313,12 @@ def validate_rows(df: pd.DataFrame, root: str | Path, labels: Sequence[str], che
     for r in rows:
         miss = [l for l in labels if not r.get(l, "").strip()]
         if miss: rep.append(dict(id=r["id"], file="", modality="label", problem=f"no label ({', '.join(miss)})"))
-    if n_jobs == 1: found = [_check_row(r, root, check_content) for r in rows]
+    from tqdm import tqdm
+    bar = tqdm(rows, desc="validate", disable=len(rows) < PROGRESS_FROM, mininterval=1.0, leave=False)   # large collections
+    if n_jobs == 1: found = [_check_row(r, root, check_content) for r in bar]
     else:
         from joblib import Parallel, delayed
-        found = Parallel(n_jobs=n_jobs)(delayed(_check_row)(r, root, check_content) for r in rows)
+        found = Parallel(n_jobs=n_jobs)(delayed(_check_row)(r, root, check_content) for r in bar)
     rep += [x for f in found for x in f]
     return pd.DataFrame(rep, columns=REPORT_COLUMNS)
 
@@ -587,7 +590,9 @@ def read_mirex_layout(path: str | Path, label: str | None = None) -> dict:
         for k in t.index: items.setdefault(k, {"id": t.loc[k, "_id"], "files": {}, "cluster": set(), "category": set()})
     items = dict(sorted(items.items()))
     levels = {lab: v for fname, lab in LABEL_FILES.items() if (v := _level(items, folder, lab, fname, probs)) is not None}
-    col = lambda c: [t[c].get(k, "") if t is not None and c in t else "" for k in items]
+    def col(c):                                               # one column of the metadata in `items` order (one lookup each)
+        d = t[c].to_dict() if t is not None and c in t else {}
+        return [d.get(k, "") for k in items]
     if t is not None:
         for c in [c for c in LABEL_COLUMNS if c in t and c not in levels]:
             if (not levels and (label in (None, c))) or c == label or (c == "genre" and all(v.strip() for v in col(c))):
@@ -595,8 +600,9 @@ def read_mirex_layout(path: str | Path, label: str | None = None) -> dict:
     labels = list(levels); primary = label if label in levels else (labels[0] if labels else (label or "cluster"))
     groups, rule = choose_groups([it["id"] for it in items.values()], {"artist": col("artist")} if t is not None and "artist" in t else {})
     rows, match, info = [], [], [c for c in META_INFO if t is not None and c in t]
+    info_cols = {c: col(c) for c in info}
     for i, ((k, it), g) in enumerate(zip(items.items(), groups)):
-        r = {"id": it["id"], "group": g, **{lab: levels[lab][k] for lab in labels}, **{c: col(c)[i] for c in info}}
+        r = {"id": it["id"], "group": g, **{lab: levels[lab][k] for lab in labels}, **{c: info_cols[c][i] for c in info}}
         for m, c in (("audio", "audio_path"), ("midi", "midi_path"), ("lyrics", "lyrics_path")):
             fs = it["files"].get(m, []); status = {0: "unmatched", 1: "matched"}.get(len(fs), "ambiguous")
             match.append(dict(id=it["id"], name=k, file=";".join(map(str, fs)), modality=m, status=status, rule="id"))

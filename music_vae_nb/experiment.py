@@ -13,7 +13,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .core import atomic_path, fingerprint, parallel_map
+from .core import atomic_path, fingerprint
+from .executor import parallel_map
 from .store import FeatureScaler, FeatureSet
 from .models import AE, CVAE, ConvVAE, MultiModalVAE, PCAEmbedder, VAE
 from .train import FitResult, MultiModalData, TrainConfig, fit_embed_many
@@ -224,21 +225,17 @@ def score_key(Z: np.ndarray, ids: Sequence[str], ds, protocol: Protocol, keys: M
     return h.hexdigest()[:20]
 
 def _scored(Z, ids, ds, protocol, keys, seed, exclude, cache_dir) -> tuple[list, list]:
-    "`score_embedding`, read from / written to `cache_dir` when given (JSON: rows, and each clustering without its targets)."
-    path = Path(cache_dir) / f"{score_key(Z, ids, ds, protocol, keys, seed, exclude)}.json" if cache_dir else None
-    if path is not None and path.is_file():
-        try:
-            d = json.loads(path.read_text())
-            return d["rows"], [dict(c, assignment=np.asarray(c["assignment"], dtype=int)) for c in d["found"]]
-        except (ValueError, KeyError): pass                        # a damaged file is recomputed
-    rows, found = score_embedding(Z, ids, ds, protocol, keys, seed=seed, exclude=exclude)
-    found = [dict(algorithm=c["algorithm"], k_rule=c["k_rule"], k=int(c["k"]), assignment=np.asarray(c["assignment"], dtype=int))
-             for c in found]
-    if path is not None:
-        with atomic_path(path) as tmp:
-            tmp.write_text(json.dumps(dict(rows=rows, found=[dict(c, assignment=c["assignment"].tolist()) for c in found]),
-                                      default=lambda v: v.item() if hasattr(v, "item") else str(v)))
-    return rows, found
+    "`score_embedding`, through the checked cache `cache_dir` when given (`core.cached`: JSON rows and each clustering without its targets)."
+    from music_vae_nb.core import cached
+    def compute():
+        rows, found = score_embedding(Z, ids, ds, protocol, keys, seed=seed, exclude=exclude)
+        return dict(rows=rows, found=[dict(algorithm=c["algorithm"], k_rule=c["k_rule"], k=int(c["k"]),
+                                           assignment=np.asarray(c["assignment"], dtype=int).tolist()) for c in found])
+    def write(tmp, d): tmp.write_text(json.dumps(d, default=lambda v: v.item() if hasattr(v, "item") else str(v)))
+    def load(p): d = json.loads(p.read_text()); d["rows"], d["found"]; return d     # a file without them does not load
+    key = score_key(Z, ids, ds, protocol, keys, seed, exclude) if cache_dir else None
+    d = cached(Path(cache_dir) / f"{key}.json", key, compute, write, load) if cache_dir else compute()
+    return d["rows"], [dict(c, assignment=np.asarray(c["assignment"], dtype=int)) for c in d["found"]]
 
 def _assignment(keys, r, split, k, ids, lab) -> pd.DataFrame:
     return pd.DataFrame({"notebook": keys["notebook"], "config": keys["config"], "model": keys["model"], "modalities": keys["modalities"],

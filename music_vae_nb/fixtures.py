@@ -13,9 +13,9 @@ import pandas as pd
 from .data import seed_name
 
 # %% auto #0
-__all__ = ['SR', 'FILLER', 'GENRES1', 'WORDS1', 'SPECIAL_NAMES', 'CLUSTERS', 'WORDS2', 'GENRES2', 'SEED2_META', 'tone',
+__all__ = ['SR', 'FILLER', 'GENRES1', 'WORDS1', 'SPECIAL_NAMES', 'CLUSTERS', 'WORDS2', 'GENRES2', 'SEED2_META', 'LAYOUTS', 'tone',
            'toy_midi', 'label_audio', 'label_midi', 'label_lyrics', 'seed1_tracks', 'make_seed1_layout', 'seed2_items',
-           'make_seed2_flat', 'make_seed2_sorted']
+           'make_seed2_flat', 'make_seed2_sorted', 'make_collection']
 
 # %% ../nbs/19_fixtures.ipynb #f1e70006
 SR = 16_000
@@ -78,6 +78,8 @@ def seed1_tracks(n: int = 48, seed: int = 0, n_artists: int = 12) -> pd.DataFram
     for a in _ADJ:
         for b in _NOUN: names.append(f"{a} {b}")
     names = [names[i] for i in range(len(SPECIAL_NAMES))] + [names[len(SPECIAL_NAMES) + i] for i in rng.permutation(len(names) - len(SPECIAL_NAMES))]
+    m = len(names) - len(SPECIAL_NAMES)
+    names += [f"{names[len(SPECIAL_NAMES) + i % m]} {i // m + 2}" for i in range(max(0, n - len(names)))]   # a large collection: "Blue Sky 2", ...
     names = names[:n]
     k = rng.permutation(np.arange(n) % len(GENRES1))
     per = max(1, n_artists // len(GENRES1))
@@ -120,8 +122,8 @@ SEED2_META = ["Filename", "Track", "Artist", "Album", "Year", "Length", "Size", 
 def seed2_items(n: int = 48, seed: int = 0, n_artists: int = 3) -> pd.DataFrame:
     "The plan of a seed-2 dataset, one row per item: id, cluster, category, genre, artist, track, modalities, faults."
     rng = np.random.default_rng(seed)
-    c = rng.permutation(np.arange(n) % 5) + 1; i = np.arange(1, n + 1)
-    df = pd.DataFrame({"id": [f"{j:03d}" for j in i], "c": c, "cluster": [f"Cluster {x}" for x in c],
+    c = rng.permutation(np.arange(n) % 5) + 1; i = np.arange(1, n + 1); w = max(3, len(str(n)))
+    df = pd.DataFrame({"id": [f"{j:0{w}d}" for j in i], "c": c, "cluster": [f"Cluster {x}" for x in c],
                        "category": [CLUSTERS[x][rng.integers(2)] for x in c],
                        "genre": [GENRES2[x] if rng.random() < 0.7 else GENRES2[rng.integers(1, 6)] for x in c],
                        "artist": [["Ana Ñúñez", "The Owls", "Björk-ish", "DJ K", "Mo"][rng.integers(n_artists)] if n_artists <= 5
@@ -159,3 +161,16 @@ def make_seed2_flat(root: str | Path, n: int = 48, seed: int = 0, n_artists: int
 def make_seed2_sorted(root: str | Path, n: int = 48, seed: int = 0, n_artists: int = 3, seconds: float = 3.0) -> Path:
     "Write the MIREX emotion dataset as its scripts sort it (`Audio/<Cluster N>/<Category>/<ID>.mp3`, ...)."
     return _write_seed2(Path(root), seed2_items(n, seed, n_artists), seed, seconds, sort=True)
+
+LAYOUTS = {"seed1": make_seed1_layout, "seed2_flat": make_seed2_flat, "seed2_sorted": make_seed2_sorted}
+
+# %% ../nbs/19_fixtures.ipynb #20d02781
+def make_collection(root: str | Path,                # folder to write the collection into
+                    layout: str = "seed1",           # a key of `LAYOUTS`
+                    n: int = 10_000,                 # items
+                    seed: int = 0,                   # fixes every label, clip, melody and text
+                    seconds: float = 0.5) -> Path:   # length of each clip
+    "A synthetic collection of `n` items laid out as `layout` (a key of `LAYOUTS`) under `root`: `seconds`-long clips, tiny MIDI."
+    if layout not in LAYOUTS: raise ValueError(f"layout must be one of {sorted(LAYOUTS)}, not {layout!r}")
+    n_artists = 12 if layout == "seed1" else (3 if n <= 100 else max(6, n // 50))
+    return LAYOUTS[layout](root, n=n, seed=seed, n_artists=n_artists, seconds=seconds)

@@ -12,7 +12,9 @@ from typing import Sequence
 
 import nbformat
 
-from .core import STAGES_ENV, data_dir, fingerprint, project_root, read_metrics, reports_dir, write_json, Timer
+from .core import data_dir, fingerprint, project_root, reports_dir, write_json
+from .executor import STAGES_ENV, Timer
+from .metrics import read_metrics
 
 # %% auto #0
 __all__ = ['REPORT_NOTEBOOKS', 'SKIP_TAG', 'DEFAULT_DATASET', 'READER_FIELDS', 'NOTEBOOK_NEEDS', 'HEADLINE_COLUMNS',

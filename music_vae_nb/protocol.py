@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from sklearn.exceptions import ConvergenceWarning
 
-from .core import metric_rows
+from .metrics import metric_rows
 from .cluster import (ALGORITHMS, DENSITY, choose_k, cluster, default_k_rule, external_scores,
                                   internal_scores, n_clusters)
 

@@ -12,7 +12,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from .core import fingerprint, save_npz, write_csv, file_lock, Timer
+from .core import fingerprint, write_npz, write_csv, file_lock, write_checked, read_checked, OutputNotWritable
+from .executor import parallel_map, Timer
 from .features import (load_audio, spectra, audio_features, audio_feature_names, load_midi, midi_features,
                                    midi_feature_names, has_text, TfidfEmbedder, embed_lyrics, embed_lyrics_e5)
 from .music import (audio_music_features, audio_music_feature_names, midi_music_features,
@@ -106,10 +107,10 @@ class FeatureSet:
         idx = np.array([pos[i] for i in ids.tolist()], dtype=int)
         return FeatureSet(self.name, ids, self.X[idx], self.mask[idx], self.params, self.columns)
 
-    def save(self, path: str | Path) -> Path:
-        "Write to a compressed `.npz` atomically."
+    def save(self, path: str | Path, key: str = "") -> Path:
+        "Write to a compressed `.npz` atomically, with its check file (`core.write_checked`) holding `key`."
         meta = json.dumps({"name": self.name, "params": self.params, "columns": self.columns}, default=str)
-        return save_npz(path, ids=self.ids, X=self.X, mask=self.mask, meta=np.array(meta))
+        return write_checked(path, lambda tmp: write_npz(tmp, ids=self.ids, X=self.X, mask=self.mask, meta=np.array(meta)), key)
 
     @classmethod
     def load(cls, path: str | Path) -> "FeatureSet":
@@ -165,17 +166,8 @@ def music_block(fs: FeatureSet, block: str) -> FeatureSet:
 # %% ../nbs/17_store.ipynb #c5c1e56d
 def run_items(fn: Callable, items: Sequence, n_jobs: int = -1, scheduler: str = "processes", desc: str | None = None,
               progress: bool = False) -> list:
-    "`[fn(x) for x in items]`, in order, through `core.parallel_map` (joblib's loky processes until core has it)."
-    try: from music_vae_nb.core import parallel_map
-    except ImportError: parallel_map = None
-    items = list(items)
-    if parallel_map is not None:
-        return parallel_map(fn, items, n_jobs=n_jobs, scheduler=scheduler, desc=desc, progress=progress)
-    from threadpoolctl import threadpool_limits
-    if n_jobs == 1 or scheduler == "local" or len(items) <= 1:
-        with threadpool_limits(1): return [fn(x) for x in items]
-    from joblib import Parallel, delayed
-    return Parallel(n_jobs=n_jobs)(delayed(fn)(x) for x in items)
+    "`[fn(x) for x in items]`, in order, through `executor.parallel_map`."
+    return parallel_map(fn, list(items), n_jobs=n_jobs, scheduler=scheduler, desc=desc, progress=progress)
 
 # %% ../nbs/17_store.ipynb #e560aa62
 PART_SIZE = 32         # items per task of the executor, and per part file of the cache
@@ -256,21 +248,23 @@ def extract_item(item: tuple, group: str, params: dict) -> tuple:
         return id, None, f"{type(e).__name__}: {e}"[:300]
 
 # %% ../nbs/17_store.ipynb #80f18c60
+def _load_part(path: Path) -> dict:
+    with np.load(path, allow_pickle=False) as z:
+        names = [k for k in z.files if k != "ids"]
+        arrays = {k: z[k] for k in names}
+        return {id: {k: arrays[k][r] for k in names} for r, id in enumerate(z["ids"].tolist())}
+
 def _read_parts(parts: Path) -> dict:
-    "{id: {set: array}} of every part file written so far."
+    "{id: {set: array}} of every part file written so far (checked: a damaged part is moved aside and its items computed again)."
     done = {}
-    for f in sorted(parts.glob("part-*.npz")):
-        with np.load(f, allow_pickle=False) as z:
-            names = [k for k in z.files if k != "ids"]
-            arrays = {k: z[k] for k in names}
-            for r, id in enumerate(z["ids"].tolist()): done[id] = {k: arrays[k][r] for k in names}
+    for f in sorted(parts.glob("part-*.npz")): done.update(read_checked(f, _load_part, parts.name) or {})
     return done
 
 def _flush(parts: Path, buf: list) -> None:
     if not buf: return
     names = list(buf[0][1])
-    save_npz(parts / f"part-{time.time_ns()}-{os.getpid()}.npz", ids=np.array([b[0] for b in buf], dtype=str),
-             **{k: np.stack([b[1][k] for b in buf]) for k in names})
+    arrays = dict(ids=np.array([b[0] for b in buf], dtype=str), **{k: np.stack([b[1][k] for b in buf]) for k in names})
+    write_checked(parts / f"part-{time.time_ns()}-{os.getpid()}.npz", lambda tmp: write_npz(tmp, **arrays), parts.name)
     buf.clear()
 
 def extract_chunk(chunk: Sequence[tuple], group: str, params: dict, parts: str) -> list[tuple]:
@@ -360,14 +354,14 @@ def compute_group(ds, group: str, params: dict | None = None, n_jobs: int = -1, 
     root = Path(cache_dir or Path(ds.cache_dir)) / "features"; root.mkdir(parents=True, exist_ok=True)
     paths = {n: root / f"{n}-{key}.npz" for n in GROUPS[group]}
     t0 = time.perf_counter(); problems = []
-    with file_lock(root / f".{group}-{key}.lock"):
-        cached = all(f.exists() for f in paths.values())
-        if cached: sets = {n: FeatureSet.load(f) for n, f in paths.items()}
-        else:
+    with file_lock(root / f".{group}-{key}.lock"):                    # a second process waits, then reads
+        sets = {n: read_checked(f, FeatureSet.load, key) for n, f in paths.items()}
+        cached = all(fs is not None for fs in sets.values())
+        if not cached:
             parts = root / f"{group}-{key}.parts"; parts.mkdir(exist_ok=True)
             sets, problems = _COMPUTE[group](ds, group, p, parts, n_jobs, progress, scheduler)
             if problems: record_problems(ds, problems)
-            for n, fs in sets.items(): fs.save(paths[n])
+            for n, fs in sets.items(): fs.save(paths[n], key)
             shutil.rmtree(parts, ignore_errors=True)
     for n, fs in sets.items():
         fs.stats = dict(seconds=time.perf_counter() - t0, cached=cached, key=key, path=str(paths[n]), n_problems=len(problems))
@@ -446,7 +440,10 @@ def features_main(dataset: str = "m21-vocal", quick: bool = False, n_jobs: int =
     try: from music_vae_nb.datasets import load_dataset
     except ImportError: from music_vae_nb.data import load_dataset
     ds = load_dataset(dataset, quick=quick)
-    with Timer() as t: feats = compute_features(ds, n_jobs=n_jobs, scheduler=scheduler)
+    try:
+        with Timer() as t: feats = compute_features(ds, n_jobs=n_jobs, scheduler=scheduler)
+    except OutputNotWritable as e:                  # the sets finished before it are cached
+        print(e, file=sys.stderr); return 1
     print(f"{ds.name}: {len(ds.ids('all'))} items; cache {Path(ds.cache_dir) / 'features'}")
     print(feature_summary(feats).to_string(index=False))
     n_prob = sum(fs.stats.get("n_problems", 0) for fs in feats.values())

@@ -14,11 +14,11 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .core import (seed_everything, get_device, atomic_path, fingerprint, file_lock, save_npz,
-                               write_json, parallel_map, thread_limits)
+from .core import seed_everything, get_device, fingerprint, file_lock, write_npz, write_checked, read_checked, read_json_checked, write_json_checked
+from .executor import parallel_map, thread_limits
 
 # %% auto #0
-__all__ = ['MultiModalData', 'index_batch', 'toy_data', 'TrainConfig', 'data_hash', 'model_settings', 'run_key', 'batches', 'evaluate', 'save_checkpoint', 'load_checkpoint', 'torch_threads', 'fit_model', 'infer', 'embed', 'FitResult', 'fit_key', 'save_fit', 'load_fit', 'fit_embed', 'fit_embed_many', 'component_probabilities', 'choose_components']
+__all__ = ['CHECKPOINT_KEY', 'MultiModalData', 'index_batch', 'toy_data', 'TrainConfig', 'data_hash', 'model_settings', 'run_key', 'batches', 'evaluate', 'save_checkpoint', 'load_checkpoint', 'torch_threads', 'fit_model', 'infer', 'embed', 'FitResult', 'fit_key', 'save_fit', 'load_fit', 'fit_embed', 'fit_embed_many', 'component_probabilities', 'choose_components']
 
 # %% ../nbs/13_train.ipynb #1ac3f963
 class MultiModalData:
@@ -197,9 +197,11 @@ def _set_rng_state(s: dict, gen: torch.Generator) -> None:
     random.setstate((version, tuple(int(x) for x in mt.tolist()), gauss_next))
     if "cuda" in s and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s["cuda"])
 
+CHECKPOINT_KEY = "checkpoint"      # the check file guards the bytes; the run key inside says whose run it is
+
 def save_checkpoint(path: Path, **state) -> None:
-    "`torch.save` of `state` (tensors, numbers, strings, lists, dicts) to `path`, atomically."
-    with atomic_path(path) as tmp: torch.save(state, tmp)
+    "`torch.save` of `state` (tensors, numbers, strings, lists, dicts) to `path`, atomically, with its check file."
+    write_checked(path, lambda tmp: torch.save(state, tmp), CHECKPOINT_KEY)
 
 def load_checkpoint(path: Path) -> dict:
     "A checkpoint loaded without unpickling objects (`weights_only=True`)."
@@ -218,8 +220,8 @@ def fit_model(model: nn.Module, train: MultiModalData, valid: MultiModalData | N
 
 def _resume(ckpt: Path | None, key: str, model, opt, gen) -> dict | None:
     "The early-stopping state of checkpoint `ckpt` after loading it into `model`, `opt`, `gen` (None: start afresh)."
-    if ckpt is None or not ckpt.exists(): return None
-    c = load_checkpoint(ckpt)
+    c = read_checked(ckpt, load_checkpoint, CHECKPOINT_KEY) if ckpt is not None else None   # damaged: moved aside
+    if c is None: return None
     if c["key"] != key:
         warnings.warn(f"{ckpt} belongs to another run (model, data or config differ): starting afresh"); return None
     model.load_state_dict(c["model"]); opt.load_state_dict(c["opt"]); _set_rng_state(c["rng"], gen)
@@ -347,21 +349,30 @@ def _history_from(d: dict) -> pd.DataFrame:
     h = pd.DataFrame(d["rows"], columns=d["columns"]); h.attrs.update(d["attrs"]); return h
 
 def save_fit(folder: Path, r: FitResult) -> None:
-    "Write `r` (embeddings + ids, history, weights) into `folder`, atomically, `done.json` last."
+    "Write `r` (embeddings + ids, history, weights) into `folder`, each file atomically with its check file (key: the folder's name), `done.json` last."
+    key = Path(folder).name
     arrays = {f"Z_{g}": z for g, z in r.Z.items()} | {f"ids_{g}": np.asarray(r.ids[g]).astype(str) for g in r.ids}
-    save_npz(folder / "embeddings.npz", **arrays)
-    write_json(folder / "history.json", _history_json(r.history))
-    with atomic_path(folder / "model.pt") as tmp: torch.save(r.model.state_dict(), tmp)
-    write_json(folder / "done.json", {"groups": list(r.Z), "model": type(r.model).__name__})
+    write_checked(folder / "embeddings.npz", lambda tmp: write_npz(tmp, **arrays), key)
+    write_json_checked(folder / "history.json", _history_json(r.history), key)
+    write_checked(folder / "model.pt", lambda tmp: torch.save(r.model.state_dict(), tmp), key)
+    write_json_checked(folder / "done.json", {"groups": list(r.Z), "model": type(r.model).__name__}, key)
 
-def load_fit(folder: Path, model: nn.Module, device: str | None = None) -> FitResult:
-    "The fit stored in `folder`, its weights loaded into `model` (no pickles: weights_only, allow_pickle=False)."
-    groups = json.loads((folder / "done.json").read_text())["groups"]
-    with np.load(folder / "embeddings.npz", allow_pickle=False) as z:
-        Z, ids = {g: z[f"Z_{g}"] for g in groups}, {g: z[f"ids_{g}"] for g in groups}
-    model.load_state_dict(torch.load(folder / "model.pt", map_location="cpu", weights_only=True))
-    model.to(get_device(device)).eval()
-    return FitResult(model, _history_from(json.loads((folder / "history.json").read_text())), Z, ids)
+def _load_embeddings(groups):
+    def load(path):
+        with np.load(path, allow_pickle=False) as z: return {g: z[f"Z_{g}"] for g in groups}, {g: z[f"ids_{g}"] for g in groups}
+    return load
+
+def load_fit(folder: Path, model: nn.Module, device: str | None = None) -> FitResult | None:
+    "The fit stored in `folder`, its weights loaded into `model` (no pickles); None when a file is missing or damaged (moved aside)."
+    key = Path(folder).name
+    done = read_json_checked(folder / "done.json", key)
+    if done is None: return None
+    emb = read_checked(folder / "embeddings.npz", _load_embeddings(done["groups"]), key)
+    state = emb and read_checked(folder / "model.pt", lambda p: torch.load(p, map_location="cpu", weights_only=True), key)
+    hist = state and read_json_checked(folder / "history.json", key)
+    if hist is None: return None
+    model.load_state_dict(state); model.to(get_device(device)).eval()
+    return FitResult(model, _history_from(hist), *emb)
 
 # %% ../nbs/13_train.ipynb #047370f6
 def fit_embed(model, data: MultiModalData, train_ids: Sequence[str], valid_ids: Sequence[str] | None = None,
@@ -380,7 +391,8 @@ def fit_embed(model, data: MultiModalData, train_ids: Sequence[str], valid_ids: 
             return FitResult(model, fit_model(model, train, valid, cfg), *_embed_groups(model, data, groups))
         folder = Path(cache_dir) / fit_key(model, data, train, valid, groups, cfg)
         with file_lock(folder.with_suffix(".lock")):
-            if (folder / "done.json").exists(): return load_fit(folder, model, cfg.device)
+            stored = load_fit(folder, model, cfg.device)
+            if stored is not None: return stored
             h = fit_model(model, train, valid, replace(cfg, checkpoint_dir=cfg.checkpoint_dir or folder / "checkpoint"))
             r = FitResult(model, h, *_embed_groups(model, data, groups))
             save_fit(folder, r)

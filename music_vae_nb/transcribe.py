@@ -11,7 +11,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .core import atomic_path, fingerprint, parallel_map
+from .core import fingerprint, file_lock, lock_path, write_checked, read_checked
+from .executor import parallel_map
 from .data import Dataset, check_audio, quiet_decoder
 from .features import pitch_class_histogram
 
@@ -168,12 +169,14 @@ def transcribed_path(cache_dir: str | Path, audio: str | Path) -> Path:
 def _one_line(e: Exception) -> str: return " ".join(str(e).split())[:300]
 
 def transcribe_to(job: tuple) -> str:
-    "Transcribe `job` = (audio path, MIDI path) and write the MIDI atomically; returns the status."
-    audio, out = job
-    try: pm = transcribe_file(audio)
-    except TranscriptionError as e: return "cannot decode: " + _one_line(e.reason).removeprefix("cannot decode ")
-    except Exception as e: return f"failed: {type(e).__name__}: {_one_line(e)}"
-    with atomic_path(out) as tmp: pm.write(str(tmp))
+    "Transcribe `job` = (audio path, MIDI path) and write the MIDI atomically with its check file; returns the status."
+    audio, out = job; key = Path(out).name                                # the name holds the audio hash and the model key
+    with file_lock(lock_path(out)):                                       # another run on the same audio: wait, then reuse
+        if read_checked(out, lambda p: p, key) is not None: return "transcribed"
+        try: pm = transcribe_file(audio)
+        except TranscriptionError as e: return "cannot decode: " + _one_line(e.reason).removeprefix("cannot decode ")
+        except Exception as e: return f"failed: {type(e).__name__}: {_one_line(e)}"
+        write_checked(out, lambda tmp: pm.write(str(tmp)), key)
     return "transcribed"
 
 # %% ../nbs/18_transcribe.ipynb #e635fd11
@@ -193,8 +196,9 @@ def transcribe_dataset(ds: Dataset, which: str = "missing", cache_dir: str | Pat
         if audio is None: rows[id] = ("", "no audio"); continue
         if not audio.is_file(): rows[id] = ("", "no audio: file not found"); continue
         out = transcribed_path(cache, audio)
-        rows[id] = (str(out), "cached" if out.is_file() else None)
-        if not out.is_file(): todo.setdefault(out, audio)
+        ok = out not in todo and read_checked(out, lambda p: p, key=out.name) is not None   # damaged: moved aside, redone
+        rows[id] = (str(out), "cached" if ok else None)
+        if not ok: todo.setdefault(out, audio)
     jobs = [(a, o) for o, a in todo.items()]
     done = dict(zip(todo, parallel_map(transcribe_to, jobs, n_jobs=n_jobs, scheduler=scheduler, desc="transcribe", progress=progress))) if jobs else {}
     for id, (p, status) in rows.items():

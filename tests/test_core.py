@@ -1,4 +1,4 @@
-"Tests of `music_vae_nb.core`: output folders, figures, the metrics table, the parallel map, threads, stderr."
+"Tests of `music_vae_nb.core`, `executor` and `metrics`: output folders, figures, the metrics table, the parallel map, threads, stderr."
 import json, os, subprocess, sys, time
 
 import numpy as np
@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 
 from music_vae_nb import core
-from music_vae_nb.core import (METRIC_COLUMNS, StageTimes, figures_dir, metric_rows, metrics_path, parallel_map,
-                               read_metrics, record_metrics, reports_dir, resolve_scheduler, save_fig,
-                               silence_stderr, thread_limits)
+from music_vae_nb.core import figures_dir, reports_dir, save_fig, silence_stderr
+from music_vae_nb.executor import StageTimes, parallel_map, resolve_scheduler, thread_limits
+from music_vae_nb.metrics import METRIC_COLUMNS, metric_rows, metrics_path, read_metrics, record_metrics
 
 
 @pytest.fixture
@@ -191,3 +191,12 @@ def test_stage_times_save_themselves_where_the_runner_says(tmp_path, monkeypatch
     with t("fit"): pass
     with t("plots"): pass
     assert list(json.loads((tmp_path / "stages.json").read_text())) == ["fit", "plots"]
+
+
+def test_names_that_moved_out_of_core_still_import_from_it():
+    from music_vae_nb import executor, metrics
+    from music_vae_nb.core import StageTimes as S, parallel_map as p, record_metrics as r, METRIC_COLUMNS as M
+    assert (S, p, r, M) == (executor.StageTimes, executor.parallel_map, metrics.record_metrics, metrics.METRIC_COLUMNS)
+    assert set(core.MOVED.values()) == {"executor", "metrics"}
+    with pytest.raises(AttributeError, match="no_such"):
+        core.no_such

@@ -5,7 +5,7 @@ from pathlib import Path
 PKG = Path(__file__).resolve().parent.parent / "music_vae_nb"
 
 # lower layers first; a module may import only modules of a strictly lower layer
-LAYERS = [["core"], ["data", "features", "models", "cluster", "plots"], ["m21", "music", "train", "protocol", "fixtures"],
+LAYERS = [["core"], ["executor", "metrics"], ["data", "features", "models", "cluster", "plots"], ["m21", "music", "train", "protocol", "fixtures"],
           ["datasets", "transcribe", "disentangle", "report"], ["store"], ["experiment"], ["pipeline"]]
 RANK = {m: i for i, layer in enumerate(LAYERS) for m in layer}
 

@@ -163,3 +163,34 @@ def test_an_interrupted_run_resumes_with_the_same_metrics_and_less_work(tmp_path
     assert reuse < full / 2, (reuse, full)
     stages = {r: _runs(x / "reports" / "quick" / "m21-vocal")["01_easy"]["stages"] for r, x in (("ref", ref_root), ("resumed", root))}
     print(f"full run {full:.1f} s, reused {reuse:.1f} s; fits trained {n_fits} then {len(set(after) - set(before))}; stages {stages}")
+
+
+# --- two runs of one notebook on one dataset at once --------------------------------------------------------------
+
+FIT_LOGGER = """import os
+if os.environ.get("FIT_LOG"):                       # every process of the run (runner, kernel, workers) logs its trainings
+    import music_vae_nb.train as T
+    _real = T.fit_model
+    def _logged(*a, **k):
+        with open(os.environ["FIT_LOG"], "a") as f: f.write(f"{os.getpid()}\\n")
+        return _real(*a, **k)
+    T.fit_model = _logged
+"""
+
+def test_two_runs_at_once_both_finish_with_the_rows_of_one_run_and_each_fit_trained_once(tmp_path):
+    "Two `reproduce` of 01_easy on one dataset side by side: both finish; its rows are in metrics.csv once; no fit twice."
+    root, data = _quick_project(tmp_path, "both")
+    (tmp_path / "hook").mkdir(); (tmp_path / "hook" / "sitecustomize.py").write_text(FIT_LOGGER)
+    log = tmp_path / "fits.log"
+    cmd = [str(BIN / "music-vae"), "reproduce", "--quick", "--only", "01_easy", "--no-html", "-p", "repetitions", "1", "--force"]
+    env = _env(root, data)
+    env = {**env, "OMP_NUM_THREADS": "1", "FIT_LOG": str(log),
+           "PYTHONPATH": os.pathsep.join([str(tmp_path / "hook"), *filter(None, [env.get("PYTHONPATH")])])}
+    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=900) for p in procs]
+    for p, (o, e) in zip(procs, outs): assert p.returncode == 0, e[-3000:]
+    m = _metrics(root)
+    assert len(m) and not m.duplicated(subset=KEY_COLUMNS).any()           # one run's rows, once
+    stored = _done(data)
+    assert len(stored) and len(log.read_text().splitlines()) == len(stored)   # every fit trained once, by one of the two
+    assert not list((data / QUICK / "cache").rglob("*.damaged-*"))
