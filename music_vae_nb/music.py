@@ -4,7 +4,7 @@
 
 # %% ../nbs/16_music.ipynb #88a77b1f
 from __future__ import annotations
-import functools
+import functools, warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -30,7 +30,7 @@ __all__ = ['SOUNDFONT', 'QUARTER_GRID', 'AC_LAGS', 'BAR_CANDIDATES', 'IOI_BINS',
            'merge_onsets', 'onset_grid', 'beat_histogram', 'subdivision_evidence', 'bar_metricity', 'choose_bar',
            'bar_histogram', 'ioi_ratio_histogram', 'npvi', 'metrical_levels', 'syncopation', 'rhythm_feature_names',
            'rhythm_profile', 'midi_rhythm_features', 'onset_strength', 'pick_onsets', 'audio_rhythm_features',
-           'block_columns']
+           'block_columns', 'panel_choice']
 
 # %% ../nbs/16_music.ipynb #01322f66
 SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
@@ -713,3 +713,12 @@ def block_columns(names: Sequence[str], block: str) -> list[int]:
     "Indices of the columns `names` that belong to `MUSIC_BLOCKS[block]`."
     pre = MUSIC_BLOCKS[block]
     return [i for i, n in enumerate(names) if n.startswith(pre)]
+
+# %% ../nbs/16_music.ipynb #pnl0c0de
+def panel_choice(valid: np.ndarray) -> tuple[int, np.ndarray]:
+    "Candidate chosen across a panel from validation scores `valid` (candidates, targets, folds), a target a corpus × label: (index of the best mean over the targets of each target's mean over folds; index per fold of the best mean over the targets in that fold, shape (folds,)); NaN scores are left out, a candidate without any scores last, ties go to the first."
+    v = np.asarray(valid, float)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)                    # all-NaN slices: no score
+        overall, fold = np.nanmean(np.nanmean(v, 2), 1), np.nanmean(v, 1)
+    return int(np.argmax(np.nan_to_num(overall, nan=-np.inf))), np.argmax(np.nan_to_num(fold, nan=-np.inf), 0)
