@@ -235,6 +235,11 @@ def panel(a):
     folds = np.arange(a.reps)
     for mod, (best, per_fold) in chosen.items():
         print(f"chosen {mod}: {rows[best][0]}:{rows[best][1]}; per fold: " + ", ".join(f"{rows[i][0]}:{rows[i][1]}" for i in per_fold))
+    from music_vae_nb.music import PANEL_BLOCKS
+    for mod, (fs, fb) in PANEL_BLOCKS.items():                  # the frozen choice still the one this run makes?
+        cs, cb = rows[chosen[mod][0]]
+        same = fs == cs and block_columns(set_names(fs), fb) == block_columns(set_names(cs), cb)
+        print(f"frozen music.PANEL_BLOCKS[{mod!r}] = {fs}:{fb}: " + ("the same columns as this run's choice" if same else f"DIFFERS from this run's {cs}:{cb}"))
     ref = ix["ref_onset12", "all"]; ts = ix["ref_declared_ts", "all"]
     print(f"\n{'target':28s} {'ref_onset12 test':>22s} {'ref_declared_ts test':>22s} {'MIDI chosen test':>22s} {'MIDI fold-wise test':>22s}"
           f" {'MIDI - ref (folds)':>22s} {'audio chosen test':>22s} {'audio fold-wise test':>22s} {'audio/MIDI':>10s} {'fold-wise':>9s}")

@@ -234,3 +234,11 @@ def test_panel_choice_weighs_every_target_alike_and_chooses_per_fold():
     best, per_fold = M.panel_choice(v)
     assert best == 0 and per_fold.tolist() == [1, 0]
     assert M.panel_choice(v[[3, 2]])[0] == 1
+
+
+def test_frozen_panel_blocks_read_their_sets_without_the_declaration():
+    rn = M.rhythm_feature_names()
+    assert [rn[i] for i in M.block_columns(rn, "rhythm_panel_midi")] == [n for n in rn if n.startswith("rhy_bar_")]
+    assert M.block_columns(AUDIO_NAMES, "rhythm_panel_audio") == M.block_columns(AUDIO_NAMES, "metre_undeclared")
+    assert M.PANEL_BLOCKS == {"midi": ("midi_rhythm", "rhythm_panel_midi"), "audio": ("audio_music", "rhythm_panel_audio")}
+    assert not any(MIDI_NAMES[i].startswith("ts_") for i in M.block_columns(MIDI_NAMES, "rhythm_panel_audio"))
