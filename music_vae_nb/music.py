@@ -4,7 +4,7 @@
 
 # %% ../nbs/16_music.ipynb #88a77b1f
 from __future__ import annotations
-import functools
+import functools, warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -17,20 +17,20 @@ from .features import pitch_class_histogram
 __all__ = ['SOUNDFONT', 'QUARTER_GRID', 'AC_LAGS', 'BAR_CANDIDATES', 'IOI_BINS', 'METRES', 'TRIPLE_METRES', 'KK_MAJOR',
            'KK_MINOR', 'OTHER_PROFILES', 'TEMPO_RATIOS', 'PITCH_HOP', 'NOTE_PITCHES', 'HARMONIC_PARTIALS', 'NOTE_BANDS',
            'BEAT_BINS', 'BAR_BINS', 'BAR_BEATS', 'IOI_RATIOS', 'RHYTHM_LINES', 'ONSET_FFT', 'ONSET_HOP',
-           'PITCH_METRE_EVIDENCE', 'MUSIC_BLOCKS', 'metre_pattern', 'cadence', 'plucked', 'render', 'midi_notes',
-           'score_beats', 'onset_train', 'autocorr', 'lag_value', 'estimate_beat', 'note_beats', 'declared_metre',
-           'binned_autocorr', 'metre_features', 'metre_template', 'metre_fits', 'triple_evidence', 'beat_accents',
-           'period_contrast', 'triple_duple_evidence', 'triple_cues', 'rhythm_features', 'key_profile_scores',
-           'estimate_key', 'tonality_features', 'pitch_class_counts', 'mode_evidence', 'final_features', 'top_voice',
-           'melody_features', 'midi_music_feature_names', 'midi_music_features', 'onset_envelope', 'beat_phase',
-           'subdivision_profile', 'beat_features', 'comb_period', 'beat_sync', 'spectral_change', 'audio_triple_duple',
-           'semitone_filterbank', 'semitone_spectrum', 'pitch_novelty', 'fine_period', 'pitch_metre_names',
-           'pitch_beat_grid', 'pitch_metre_cues', 'harmonic_kernel', 'slot_spectra', 'pitch_activations', 'heard_notes',
-           'note_metre_cues', 'beat_chroma', 'audio_music_feature_names', 'audio_music_features', 'rhythm_line',
-           'merge_onsets', 'onset_grid', 'beat_histogram', 'subdivision_evidence', 'bar_metricity', 'choose_bar',
-           'bar_histogram', 'ioi_ratio_histogram', 'npvi', 'metrical_levels', 'syncopation', 'rhythm_feature_names',
-           'rhythm_profile', 'midi_rhythm_features', 'onset_strength', 'pick_onsets', 'audio_rhythm_features',
-           'block_columns']
+           'PITCH_METRE_EVIDENCE', 'MUSIC_BLOCKS', 'PANEL_BLOCKS', 'metre_pattern', 'cadence', 'plucked', 'render',
+           'midi_notes', 'score_beats', 'onset_train', 'autocorr', 'lag_value', 'estimate_beat', 'note_beats',
+           'declared_metre', 'binned_autocorr', 'metre_features', 'metre_template', 'metre_fits', 'triple_evidence',
+           'beat_accents', 'period_contrast', 'triple_duple_evidence', 'triple_cues', 'rhythm_features',
+           'key_profile_scores', 'estimate_key', 'tonality_features', 'pitch_class_counts', 'mode_evidence',
+           'final_features', 'top_voice', 'melody_features', 'midi_music_feature_names', 'midi_music_features',
+           'onset_envelope', 'beat_phase', 'subdivision_profile', 'beat_features', 'comb_period', 'beat_sync',
+           'spectral_change', 'audio_triple_duple', 'semitone_filterbank', 'semitone_spectrum', 'pitch_novelty',
+           'fine_period', 'pitch_metre_names', 'pitch_beat_grid', 'pitch_metre_cues', 'harmonic_kernel', 'slot_spectra',
+           'pitch_activations', 'heard_notes', 'note_metre_cues', 'beat_chroma', 'audio_music_feature_names',
+           'audio_music_features', 'rhythm_line', 'merge_onsets', 'onset_grid', 'beat_histogram',
+           'subdivision_evidence', 'bar_metricity', 'choose_bar', 'bar_histogram', 'ioi_ratio_histogram', 'npvi',
+           'metrical_levels', 'syncopation', 'rhythm_feature_names', 'rhythm_profile', 'midi_rhythm_features',
+           'onset_strength', 'pick_onsets', 'audio_rhythm_features', 'block_columns', 'panel_choice']
 
 # %% ../nbs/16_music.ipynb #01322f66
 SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
@@ -708,8 +708,23 @@ MUSIC_BLOCKS = {
     "long_short": ("rhy_ioi_ratio", "rhy_npvi"),                      # consecutive inter-onset ratios
     "named_rhythm": ("rhy_",),                                       # the whole `rhythm_profile`
 }
+# Frozen rhythm blocks, chosen on the panel's inner validation, never on one corpus: the best mean valid AMI over m21-vocal
+# meter, essen-folk and string-quartets meter_class (5 outer folds each) among the rhythm and declaration-free metre blocks,
+# separately for MIDI and audio (`bench/music_probe.py --panel --jobs 2`, 2026-12-07).
+MUSIC_BLOCKS["rhythm_panel_midi"] = MUSIC_BLOCKS["bar_position"]          # of the `midi_rhythm` set (quarter notes of the tempo map)
+MUSIC_BLOCKS["rhythm_panel_audio"] = MUSIC_BLOCKS["metre_undeclared"]     # of the `audio_music` set
+PANEL_BLOCKS = {"midi": ("midi_rhythm", "rhythm_panel_midi"), "audio": ("audio_music", "rhythm_panel_audio")}   # modality: (set, block)
 
 def block_columns(names: Sequence[str], block: str) -> list[int]:
     "Indices of the columns `names` that belong to `MUSIC_BLOCKS[block]`."
     pre = MUSIC_BLOCKS[block]
     return [i for i, n in enumerate(names) if n.startswith(pre)]
+
+# %% ../nbs/16_music.ipynb #pnl0c0de
+def panel_choice(valid: np.ndarray) -> tuple[int, np.ndarray]:
+    "Candidate chosen across a panel from validation scores `valid` (candidates, targets, folds), a target a corpus × label: (index of the best mean over the targets of each target's mean over folds; index per fold of the best mean over the targets in that fold, shape (folds,)); NaN scores are left out, a candidate without any scores last, ties go to the first."
+    v = np.asarray(valid, float)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)                    # all-NaN slices: no score
+        overall, fold = np.nanmean(np.nanmean(v, 2), 1), np.nanmean(v, 1)
+    return int(np.argmax(np.nan_to_num(overall, nan=-np.inf))), np.argmax(np.nan_to_num(fold, nan=-np.inf), 0)

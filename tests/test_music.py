@@ -224,3 +224,21 @@ def test_rhythm_from_rendered_audio(program):
     assert _r(A["dotted"], "rhy_compound-simple") < -0.3 and _r(A["even"], "rhy_compound-simple") < -0.2
     assert _r(A["even"], "rhy_sub_half") > 0.25 and _r(A["dotted"], "rhy_sub_quarters") > 0.3
     assert _r(A["dotted"], "rhy_npvi") > _r(A["even"], "rhy_npvi") + 20
+
+
+def test_panel_choice_weighs_every_target_alike_and_chooses_per_fold():
+    v = np.array([[[0.2, 0.4], [0.6, 0.6]],              # target means 0.3, 0.6 -> 0.45; fold means 0.4, 0.5
+                  [[0.5, 0.1], [0.5, np.nan]],            # 0.3, 0.5 -> 0.40; fold means 0.5, 0.1
+                  [[0.4, 0.4], [0.5, 0.5]],               # 0.45, a tie with the first candidate
+                  [[np.nan, np.nan], [np.nan, np.nan]]])  # no scores: never chosen
+    best, per_fold = M.panel_choice(v)
+    assert best == 0 and per_fold.tolist() == [1, 0]
+    assert M.panel_choice(v[[3, 2]])[0] == 1
+
+
+def test_frozen_panel_blocks_read_their_sets_without_the_declaration():
+    rn = M.rhythm_feature_names()
+    assert [rn[i] for i in M.block_columns(rn, "rhythm_panel_midi")] == [n for n in rn if n.startswith("rhy_bar_")]
+    assert M.block_columns(AUDIO_NAMES, "rhythm_panel_audio") == M.block_columns(AUDIO_NAMES, "metre_undeclared")
+    assert M.PANEL_BLOCKS == {"midi": ("midi_rhythm", "rhythm_panel_midi"), "audio": ("audio_music", "rhythm_panel_audio")}
+    assert not any(MIDI_NAMES[i].startswith("ts_") for i in M.block_columns(MIDI_NAMES, "rhythm_panel_audio"))
