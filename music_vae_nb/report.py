@@ -24,7 +24,7 @@ __all__ = ['CONFIG_KEYS', 'FOLD_KEYS', 'BASELINES', 'BASELINE_KEYS', 'FIXED_K_RU
            'paired_difference', 'group_bootstrap', 'fold_stability', 'is_fused', 'describe', 'family', 'fmt_interval',
            'selection_table', 'finding_table', 'findings', 'label_confounds', 'scores_within', 'within_choice_table',
            'within_sentences', 'best_per', 'chosen_values', 'headline_table', 'family_table', 'interval_table',
-           'png_bytes', 'table_html', 'make_report_html', 'standard_sections', 'representation_table',
+           'png_bytes', 'table_html', 'make_report_html', 'abstract', 'standard_sections', 'representation_table',
            'comparison_sentence', 'beta_table', 'suite_table']
 
 # %% ../nbs/22_report.ipynb #d42ac534
@@ -668,11 +668,36 @@ def _comparison_figures(df, primary_label, metric, split, learned) -> list[tuple
     return out
 
 # %% ../nbs/22_report.ipynb #ab831074
+def abstract(d: pd.DataFrame, labels: Sequence[str], primary_label: str, F: pd.DataFrame, n_folds: int, metric: str = "ami",
+             analysis_labels: Sequence[str] = (), n_items: int | None = None) -> str:
+    "Five to eight computed sentences: the data, the question, the best family per label against the metadata floor, the verdicts, how sure."
+    M, fam = metric.upper(), family_table(d, labels, metric)
+    out = [f"We cluster {f'{n_items} items' if n_items else 'the items'} by audio, lyrics and score representations and ask which "
+           f"representation's clusters recover each label ({', '.join(labels)}; primary: {primary_label}) on held-out items."]
+    out.append(f"Every item is tested once over {n_folds} outer folds, and every choice is made inside its own fold.")
+    for l in [primary_label, *[l for l in labels if l != primary_label]][:3]:
+        f = fam[fam.label == l].set_index("family")
+        if f.empty: continue
+        top, floor = f.test.idxmax(), f.test.get("metadata floor", np.nan)
+        out.append(f"For {l}, {top} score highest ({M} {f.test[top]:.2f} {f.interval[top]})"
+                   + (f", against {floor:.2f} for one metadata column" if np.isfinite(floor) and top != "metadata floor" else "")
+                   + (" (an analysis label, outside the findings)" if l in analysis_labels else "") + ".")
+    t = F[F.question != "stability"]
+    if len(t):
+        n = t.verdict.value_counts()
+        out.append(f"Of {len(t)} Holm-adjusted comparisons, {n.get('better', 0)} are better, {n.get('worse', 0)} worse and "
+                   f"{n.get('not distinguishable', 0)} not distinguishable.")
+        fu = t[(t.label == primary_label) & (t.question == "fusion")]
+        if len(fu): out.append(f"For {primary_label}, the best fused model against the best single view: {fu.verdict.iloc[0]} "
+                               f"({fu['diff'].iloc[0]:+.2f} {fmt_interval(fu.lo.iloc[0], fu.hi.iloc[0], True, 2)}).")
+    out.append(f"Intervals are 95 % over folds, corrected for their overlapping training sets; with {n_folds} folds they are wide.")
+    return " ".join(out)
+
 def standard_sections(df: pd.DataFrame, labels: Sequence[str], primary_label: str, metric: str = "ami",
                       manifest: pd.DataFrame | None = None, assignments: pd.DataFrame | None = None,
                       figures: Sequence = (), split: str = "test", analysis_labels: Sequence[str] = (),
                       notes: Sequence[str] = (), **finding_kw) -> list[dict]:
-    "Sections (findings, figures, tables) of the report of the tidy table `df`, for `make_report_html`; `notes`: extra sentences on how the numbers were made (dropped columns, merged labels)."
+    "Sections (abstract, findings, figures, tables) of the report of the tidy table `df`, for `make_report_html`; `notes`: extra sentences on how the numbers were made (dropped columns, merged labels)."
     d = dedupe(df)
     folds = sorted(set(d.loc[~d.model.isin(BASELINES) & (d.split == split), "fold"]))
     how = (f"Every item is tested exactly once: the items are cut into {len(folds)} outer folds by group, and every choice (model, "
@@ -683,8 +708,11 @@ def standard_sections(df: pd.DataFrame, labels: Sequence[str], primary_label: st
     if analysis_labels: how += (f" {', '.join(analysis_labels)}: the label is an analysis of the music that our features may "
                                 "reimplement; it is scored and shown, but stays out of the findings.")
     learned = {"model": lambda c: ~c.isin(["pca", "features", "metadata", *BASELINES])}
-    secs = [dict(title="Findings", text=[how, *notes], items=findings(d, labels, primary_label, metric=metric, split=split,
-                                                                      assignments=assignments, analysis_labels=analysis_labels, **finding_kw))]
+    F = finding_table(d, labels, primary_label, metric=metric, split=split, assignments=assignments,
+                      analysis_labels=analysis_labels, **finding_kw)
+    secs = [dict(title="Abstract", text=[abstract(d, labels, primary_label, F, len(folds), metric, analysis_labels,
+                                                  n_items=None if manifest is None else len(manifest))]),
+            dict(title="Findings", text=[how, *notes], items=F["sentence"].tolist())]
     figs = [(_png(f) if not isinstance(f, (bytes, str, Path)) else f, c) for f, c in figures]
     figs += _comparison_figures(d, primary_label, metric, split, learned)
     if figs: secs.append(dict(title="Figures", figures=figs))
