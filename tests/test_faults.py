@@ -124,7 +124,7 @@ def test_a_damaged_checkpoint_starts_the_fit_afresh(tmp_path, how, capfd):
 def test_a_damaged_score_file_is_rescored_to_the_same_rows(tmp_path, how, capfd, monkeypatch):
     import music_vae_nb.experiment as E
     from test_experiment import toy as toy_experiment, P, SPECS
-    ex = toy_experiment(reps=1); ex.cache_dir = tmp_path
+    ex = toy_experiment(reps=2); ex.cache_dir = tmp_path                # two outer folds (one fold is no cross-validation)
     a, _ = ex.score(ex.fit(SPECS[:1]), P)
     f = sorted((tmp_path / "scores").glob("*.json"))[0]
     DAMAGE[how](f)

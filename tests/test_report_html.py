@@ -39,7 +39,7 @@ def demo_report() -> tuple[str, list[str]]:
     sections = R.standard_sections(M, ["style", "era"], "style", manifest=pd.DataFrame({"style": y, "era": y2}),
                                    figures=figures)
     page = R.make_report_html("Toy results", sections)
-    assert page.count("<table") == 4
+    assert page.count("<table") == 5                       # families, headline, selection, confounds, era within style
     plt.close("all")
     return page, [s["title"] for s in sections]
 
