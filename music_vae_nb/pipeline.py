@@ -558,6 +558,7 @@ def main(
     argv: list[str] | None = None,  # the arguments (default: the command line's)
 ) -> int:                           # the exit status
     "Entry point of the `music-vae` console script."
+    from music_vae_nb.core import OutputNotWritable
     ap = build_parser(); a, extra = ap.parse_known_args(argv)
     if extra and a.cmd != "lab": ap.error(f"unrecognized arguments: {' '.join(extra)}")
     if a.cmd == "reproduce":
@@ -569,6 +570,8 @@ def main(
         except KeyboardInterrupt as e:
             print(f"✘ interrupted ({e}); finished notebooks are kept and reused by the next run here", file=sys.stderr)
             return 128 + getattr(e, "signum", signal.SIGINT)
+        except (OutputNotWritable, PermissionError) as e:       # a read-only or full reports/: one line, the caches are kept
+            print(f"✘ {e}", file=sys.stderr); return 1
         except (FileNotFoundError, ValueError) as e:
             print(f"✘ cannot read the dataset: {e}", file=sys.stderr); return 1
         return 0

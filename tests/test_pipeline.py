@@ -168,3 +168,13 @@ def test_the_end_of_a_run_says_where_the_report_is_and_compares_the_headline(tmp
     assert said[-3].endswith(f"report: {out / 'report.html'}"), said
     assert said[-2].startswith("headline (test AMI of the configuration selected on valid, per label): era 0.230"), said
     assert said[-1].startswith("differs from the report before this run: max abs difference 0.0200 over 2 labels (era 0.210 -> 0.230)"), said
+
+
+def test_reproduce_into_a_folder_it_cannot_write_says_so_in_one_line(monkeypatch, capsys):
+    import music_vae_nb.pipeline as P
+    from music_vae_nb.core import OutputNotWritable
+    def full(*a, **k): raise OutputNotWritable("/somewhere/reports/m21-vocal", "no space left on device")
+    monkeypatch.setattr(P, "reproduce", full)
+    assert P.main(["reproduce", "--quick"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "/somewhere/reports/m21-vocal/" in err[0] and "no space left" in err[0]
