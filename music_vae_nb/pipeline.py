@@ -12,12 +12,12 @@ from typing import Sequence
 
 import nbformat
 
-from .core import data_dir, fingerprint, project_root, reports_dir, write_json
+from .core import data_dir, fingerprint, project_root, read_json_checked, reports_dir, write_json, write_json_checked
 from .executor import STAGES_ENV, Timer
 from .metrics import read_metrics
 
 # %% auto #0
-__all__ = ['REPORT_NOTEBOOKS', 'SKIP_TAG', 'DEFAULT_DATASET', 'READER_FIELDS', 'NOTEBOOK_NEEDS', 'HEADLINE_COLUMNS',
+__all__ = ['REPORT_NOTEBOOKS', 'SKIP_TAG', 'DEFAULT_DATASET', 'RUNS_KEY', 'READER_FIELDS', 'NOTEBOOK_NEEDS', 'HEADLINE_COLUMNS',
            'notebook_path', 'tag_skipped_cells', 'strip_skipped_cells', 'declared_parameters', 'parse_value',
            'parameters_for', 'NotebookFailed', 'NotebookRun', 'to_html', 'run_notebook', 'notebook_hash',
            'library_hash', 'file_hash', 'this_machine', 'reuse_reason', 'Interrupted', 'stop_children',
@@ -286,11 +286,14 @@ def run_records_path(
     "Where the records of the runs made on this machine are kept: under `data/`, never committed, one file per project folder (clones may share a data folder)."
     return data_dir() / "runs" / ("quick" if quick else "") / dataset / f"{fingerprint(str(project_root()), n=12)}.json"
 
+RUNS_KEY = "runs"                      # the key of the checked run records (their inputs are compared field by field)
+
 def read_runs(
-    path: str | Path,  # a `runs.json`
-) -> dict:             # its run records by notebook name; empty if there is none or it is unreadable
+    path: str | Path,      # a `runs.json`
+    checked: bool = False, # a record of this machine's runs, written by `core.write_json_checked` (a damaged one is moved aside)
+) -> dict:                 # its run records by notebook name; empty if there is none or it is unreadable
     "The run records of a `runs.json`."
-    try: return {r["name"]: r for r in json.loads(Path(path).read_text())["runs"]}
+    try: return {r["name"]: r for r in (read_json_checked(path, RUNS_KEY) if checked else json.loads(Path(path).read_text()))["runs"]}
     except (OSError, ValueError, KeyError, TypeError): return {}
 
 READER_FIELDS = ("name", "status", "started", "finished", "seconds", "stages", "parameters", "source_hash", "code_hash",
@@ -366,12 +369,12 @@ def _reproduce(quick, only, data, params, html, log, scheduler, force, parallel)
     out_dir, root = reports_dir(quick, dataset_name(source)), project_root()
     log(f"report: {out_dir}")
     local = run_records_path(quick, dataset_name(source))
-    records = read_runs(local)                                # only runs made here; never the committed runs.json
+    records = read_runs(local, checked=True)                  # only runs made here; never the committed runs.json
     before, before_source = committed_metrics(out_dir / "metrics.csv")
     head = {"quick": quick, "dataset": ds.name, "parameters": _jsonable(p), "dataset_seconds": round(t.seconds, 2)}
     def save():
         recs = sorted(records.values(), key=lambda r: _order(r["name"]))
-        write_json(local, {**head, "runs": recs})
+        write_json_checked(local, {**head, "runs": recs}, RUNS_KEY)
         write_json(out_dir / "runs.json", {**head, "parameters": {k: _portable(v, root) for k, v in head["parameters"].items()},
                                            "runs": [reader_record(r, root) for r in recs]})
     code, data_fp = library_hash(), str(getattr(ds, "fingerprint", ""))

@@ -287,3 +287,16 @@ def test_features_on_a_full_disk_print_one_line(toy, monkeypatch, capsys):
     assert S.features_main(str(toy.root), n_jobs=1) == 1
     err = [l.strip("\r ") for l in capsys.readouterr().err.replace("\r", "\n").splitlines() if l.strip() and "it/s" not in l]
     assert len(err) == 1 and err[0].startswith(f"cannot write in {toy.cache_dir / 'features'}/") and "(No space left" in err[0], err
+
+
+# --- run records ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("how", DAMAGE)
+def test_a_damaged_run_record_means_the_notebooks_run_again(tmp_path, how, capfd):
+    from music_vae_nb.core import write_json_checked
+    from music_vae_nb.pipeline import RUNS_KEY, read_runs
+    f = tmp_path / "runs" / "m21-vocal" / "abc.json"
+    write_json_checked(f, {"runs": [{"name": "01_easy", "status": "ok"}]}, RUNS_KEY)
+    assert read_runs(f, checked=True) == {"01_easy": {"name": "01_easy", "status": "ok"}}
+    DAMAGE[how](f)
+    assert read_runs(f, checked=True) == {}                          # nothing is reused: every notebook runs again
+    one_warning(capfd.readouterr().err, f)
