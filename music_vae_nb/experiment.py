@@ -70,7 +70,7 @@ class ModelSpec:
     def keys(self, views: Mapping[str, str]) -> dict:
         "The metrics-table columns of this spec (knobs that do not apply are blank) and its `config` id (every knob that applies)."
         trained, var = self.model in TRAINED, self.model in TRAINED and self.model != "ae"
-        k = dict(model=self.model, modalities="+".join(self.modalities),
+        k = dict(model="gmvae" if self.has_mixture else self.model, modalities="+".join(self.modalities),   # a mixture prior is its own model
                  features="+".join(views.get(m, m) for m in self.modalities),
                  fusion=self.fusion if self.model == "mm_vae" else "", beta=self.beta if var else "",
                  latent_dim=self.latent_dim if self.model not in ("features", "metadata") else "",
