@@ -23,8 +23,8 @@ from .cluster import cluster
 
 # %% auto #0
 __all__ = ['MODELS', 'TRAINED', 'FUSIONS', 'PARTS', 'COMPONENT_RANGE', 'METADATA_COLUMNS', 'SCORES_VERSION', 'ASSIGNMENT_COLUMNS',
-           'ModelSpec', 'build_model', 'drop_guarded', 'fold_fitted', 'metadata_sets', 'Experiment', 'score_key',
-           'config_names', 'assignments_dir', 'record_assignments', 'read_assignments']
+           'ModelSpec', 'build_model', 'drop_guarded', 'fold_fitted', 'metadata_sets', 'Experiment', 'MixtureFit',
+           'score_key', 'config_names', 'assignments_dir', 'record_assignments', 'read_assignments']
 
 # %% ../nbs/23_experiment.ipynb #4da56db4
 MODELS = ("features", "metadata", "pca", "ae", "vae", "conv_vae", "mm_vae", "cvae", "gmvae")
@@ -205,7 +205,11 @@ class Experiment:
 # %% ../nbs/23_experiment.ipynb #6159731f
 from contextlib import nullcontext
 from .core import file_lock, seed_everything
-from .train import _FIT_LOCK, _embed_groups, choose_components, fit_embed, fit_key, load_fit, save_fit
+from .core import metric_rows
+from .cluster import internal_scores, n_clusters
+from .protocol import _external
+from .train import (_FIT_LOCK, _embed_groups, choose_components, component_probabilities, fit_embed, fit_key,
+                                load_fit, save_fit)
 
 def _present_ids(d: MultiModalData, ids) -> np.ndarray:
     keep = set(d.ids[d.present()])
@@ -245,6 +249,25 @@ def _fit_task(task: Mapping[str, Any]) -> FitResult:
     "One task of `_fit_all`: `_fit_chosen_k` when the task names its spec, else `fit_embed`."
     return _fit_chosen_k(**task) if "spec" in task else fit_embed(**task)
 
+@dataclass
+class MixtureFit(FitResult):
+    "A fit of a mixture prior with its own clustering of every embedded group (the most probable component of each item)."
+    own: dict = field(default_factory=dict)
+
+def _with_own(fit: FitResult, data: MultiModalData) -> MixtureFit:
+    return MixtureFit(fit.model, fit.history, fit.Z, fit.ids,
+                      {g: component_probabilities(fit.model, data.take(list(i))).argmax(1) for g, i in fit.ids.items()})
+
+def _own_rows(Z, ids, assignment, ds, protocol: Protocol, keys: Mapping, exclude=()) -> list[dict]:
+    "Rows of a mixture prior's own clustering, scored like a clustering of the protocol: algorithm `posterior`, k rule `model`, k = components used."
+    labels = [l for l in protocol.labels_for(ds) if l not in set(exclude)]
+    y, lab = label_frame(ds, ids, labels), np.asarray(assignment)
+    ck = {**keys, "subset": "", "algorithm": "posterior", "k_rule": "model", "k": n_clusters(lab)}
+    rows = metric_rows(internal_scores(np.asarray(Z, np.float64), lab), **ck, label="")
+    for l in labels:
+        if y[l].nunique() >= 2: rows += metric_rows(_external(y[l], lab), **ck, label=l)
+    return rows
+
 def _part_of(fit: FitResult, spec: ModelSpec) -> FitResult:
     "The embedding `spec` scores of a private-latent model fitted with `part='all'` (its shared code is the first `latent_dim` columns)."
     if not (spec.private and spec.part == "shared"): return fit
@@ -270,6 +293,8 @@ def _fit_all(ex: Experiment, specs: Sequence[ModelSpec]) -> dict:
             tasks.append(task); keys.append((fitted, r))
     fits = parallel_map(_fit_task, tasks, n_jobs=ex.n_jobs, scheduler=ex.scheduler, desc="fits")
     done = dict(zip(keys, fits))
+    for (s, r), fit in done.items():                                     # a mixture prior's own clustering, scored beside the protocol's
+        if s.has_mixture: done[s, r] = _with_own(fit, ex.inputs(s, r)[0])
     for r in range(ex.folds):
         for s in specs:
             if (s, r) not in out: out[s, r] = _part_of(done[replace(s, part="all") if s.private else s, r], s)
@@ -320,6 +345,9 @@ def _score_one(job) -> tuple[list, list]:
         k.pop("notebook", None)                    # the same embedding scored by two notebooks is scored once
         rs, found = _scored(fit.Z[split], fit.ids[split], ex_ds, protocol, k, r, exclude, cache_dir)
         rows += [{**x, "notebook": keys["notebook"]} for x in rs]
+        own = getattr(fit, "own", {}).get(split)                           # a mixture prior's own clustering (`MixtureFit`)
+        if own is not None and len(own) >= protocol.min_items:
+            rows += [{**x, "notebook": keys["notebook"]} for x in _own_rows(fit.Z[split], fit.ids[split], own, ex_ds, protocol, k, exclude)]
         if split == "test":
             assigns += [_assignment(keys, r, split, c["k"], fit.ids[split], c["assignment"])
                         for c in found if c["algorithm"] == "kmeans" and c["k_rule"] == "n_classes"]

@@ -102,6 +102,12 @@ def test_the_mixture_prior_models_are_built_and_scored_like_every_model():
     assert set(rows[rows.config.isin([s.keys(ex.views)["config"] for s in fits_specs])].model) == {"gmvae"}   # the table names the mixture prior
     ami = rows[(rows.metric == "ami") & (rows.split == "test") & (rows.label == "style")]
     assert ami.groupby("config").value.count().loc[[s.keys(ex.views)["config"] for s in fits_specs]].min() >= 2   # every fold scored
+    own = rows[rows.algorithm == "posterior"]                        # each model's own clustering, beside the protocol's
+    assert set(own.k_rule) == {"model"} and set(own.model) == {"gmvae"} and set(own.split) == set(rows[rows.algorithm == "kmeans"].split)
+    assert set(own.label) == {"", "style"} and (own.k.astype(int) <= 3).all()
+    f = fits[NEW[2], 0]
+    assert len(f.own["test"]) == len(f.ids["test"]) and set(f.own["test"]) <= {0, 1, 2}
+    assert not len(rows[(rows.algorithm == "posterior") & (rows.model != "gmvae")])
 
 
 def test_a_chosen_k_reads_no_label_and_is_cached(tmp_path, monkeypatch):
