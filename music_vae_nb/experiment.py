@@ -23,13 +23,16 @@ from .protocol import (Protocol, baseline_rows, guarded_columns, guarded_labels,
 from .cluster import cluster
 
 # %% auto #0
-__all__ = ['MODELS', 'TRAINED', 'METADATA_COLUMNS', 'SCORES_VERSION', 'ASSIGNMENT_COLUMNS', 'ModelSpec', 'build_model',
-           'drop_guarded', 'fold_fitted', 'metadata_sets', 'Experiment', 'score_key', 'config_names', 'assignments_dir',
-           'record_assignments', 'read_assignments']
+__all__ = ['MODELS', 'TRAINED', 'FUSIONS', 'PARTS', 'COMPONENT_RANGE', 'METADATA_COLUMNS', 'SCORES_VERSION', 'ASSIGNMENT_COLUMNS',
+           'ModelSpec', 'build_model', 'drop_guarded', 'fold_fitted', 'metadata_sets', 'Experiment', 'MixtureFit',
+           'score_key', 'config_names', 'assignments_dir', 'record_assignments', 'read_assignments']
 
 # %% ../nbs/23_experiment.ipynb #4da56db4
-MODELS = ("features", "metadata", "pca", "ae", "vae", "conv_vae", "mm_vae", "cvae")
-TRAINED = ("ae", "vae", "conv_vae", "mm_vae", "cvae")
+MODELS = ("features", "metadata", "pca", "ae", "vae", "conv_vae", "mm_vae", "cvae", "gmvae")
+TRAINED = ("ae", "vae", "conv_vae", "mm_vae", "cvae", "gmvae")
+FUSIONS = ("poe", "moe", "concat", "private")
+PARTS = ("shared", "all")                            # embeddings of a private-latent model: the shared code, or every code
+COMPONENT_RANGE = tuple(range(2, 11))                # the k a mixture prior is chosen among when `components` is 0
 METADATA_COLUMNS = {"midi": ("n_voices", "tempo[BPM]"), "midi_music": ("ts_declared", "ts_beats_per_bar")}   # set -> metadata columns of the floor
 
 @dataclass(frozen=True)
@@ -44,43 +47,69 @@ class ModelSpec:
     patience: int = 10
     subsample: bool = False
     condition: str = ""
+    mixture: bool = False     # mm_vae (poe, moe, concat): a learned mixture prior on the shared code
+    components: int = 0       # gmvae and mixture mm_vae: k of the prior; 0: chosen in each fold without labels (COMPONENT_RANGE)
+    part: str = "all"         # mm_vae (private): the embedding scored, "shared" or "all" (shared and private codes)
+    private_dim: int = 4      # mm_vae (private): size of each view's private code
 
     def __post_init__(self):
         if self.model not in MODELS: raise ValueError(f"unknown model {self.model!r}; choose from {MODELS}")
         object.__setattr__(self, "modalities", tuple(self.modalities))
-        if self.model == "mm_vae" and self.fusion not in ("poe", "moe", "concat"):
-            raise ValueError("mm_vae needs fusion= poe, moe or concat")
+        if self.model == "mm_vae" and self.fusion not in FUSIONS:
+            raise ValueError(f"mm_vae needs fusion= one of {FUSIONS}")
         if self.model == "cvae" and not self.condition: raise ValueError("cvae needs condition=")
+        if self.mixture and (self.model != "mm_vae" or self.private):
+            raise ValueError("mixture= applies to mm_vae with poe, moe or concat (gmvae is the one-view mixture model)")
+        if self.part not in PARTS: raise ValueError(f"part= one of {PARTS}")
+        if self.components < 0 or self.components == 1: raise ValueError("components= 0 (chosen per fold) or at least 2")
+
+    @property
+    def private(self) -> bool: return self.model == "mm_vae" and self.fusion == "private"
+    @property
+    def has_mixture(self) -> bool: return self.model == "gmvae" or (self.model == "mm_vae" and self.mixture)
 
     def keys(self, views: Mapping[str, str]) -> dict:
-        "The metrics-table columns of this spec (knobs that do not apply are blank) and its `config` id."
+        "The metrics-table columns of this spec (knobs that do not apply are blank) and its `config` id (every knob that applies)."
         trained, var = self.model in TRAINED, self.model in TRAINED and self.model != "ae"
-        k = dict(model=self.model, modalities="+".join(self.modalities),
+        k = dict(model="gmvae" if self.has_mixture else self.model, modalities="+".join(self.modalities),   # a mixture prior is its own model
                  features="+".join(views.get(m, m) for m in self.modalities),
                  fusion=self.fusion if self.model == "mm_vae" else "", beta=self.beta if var else "",
                  latent_dim=self.latent_dim if self.model not in ("features", "metadata") else "",
                  epochs=self.epochs if trained else "", patience=self.patience if trained else "",
                  subsample=self.subsample if self.model == "mm_vae" and self.fusion == "poe" else "",
                  condition=self.condition if self.model == "cvae" else "")
-        return {**k, "config": fingerprint(k, n=8)}
+        new = dict(mixture=self.mixture if self.model == "mm_vae" and not self.private else "",
+                   components=self.components if self.has_mixture else "",
+                   part=self.part if self.private else "", private_dim=self.private_dim if self.private else "")
+        applies = {c: v for c, v in new.items() if v != "" and v is not False}      # a plain model keeps its earlier id
+        return {**k, "config": fingerprint(k, applies, n=8) if applies else fingerprint(k, n=8)}   # the table has no column for them
 
     @property
     def name(self) -> str:
-        "A short readable name: model, fusion and beta."
+        "A short readable name: model, fusion, the mixture prior and its k, the part scored, beta."
         extra = [self.fusion + (", sub-sampled" if self.subsample and self.fusion == "poe" else "")] if self.model == "mm_vae" else []
-        if self.model in ("vae", "conv_vae", "mm_vae", "cvae") and self.beta != 1: extra.append(f"beta={self.beta:g}")
+        if self.private: extra[-1] = f"private, {self.part} {'code' if self.part == 'shared' else 'codes'}"
+        if self.has_mixture: extra.append(("mixture prior, " if self.model == "mm_vae" else "") + (f"k={self.components}" if self.components else "k chosen"))
+        if self.model in ("vae", "conv_vae", "mm_vae", "cvae", "gmvae") and self.beta != 1: extra.append(f"beta={self.beta:g}")
         if self.model == "cvae": extra.append(f"given {self.condition}")
         return self.model + (f" ({', '.join(extra)})" if extra else "")
 
 # %% ../nbs/23_experiment.ipynb #caa47525
+from .models import MixtureMultiModalVAE, MixtureVAE, PrivateSharedVAE
+
 def build_model(spec: ModelSpec, dims: Mapping[str, Any], n_cond: int = 0):
     "The untrained model of `spec` for inputs of shapes `dims` (a `PCAEmbedder` for pca, None for features)."
     if spec.model in ("features", "metadata"): return None
     if spec.model == "pca": return PCAEmbedder(spec.latent_dim)
     if spec.model == "ae": return AE(dims["concat"], spec.latent_dim, modality="concat")
-    d = {m: dims[m] for m in spec.modalities}
-    if spec.model == "vae": return VAE(d[spec.modalities[0]], spec.latent_dim, modality=spec.modalities[0])
-    if spec.model == "conv_vae": return ConvVAE(d[spec.modalities[0]], spec.latent_dim, modality=spec.modalities[0])
+    if spec.has_mixture and not spec.components:
+        raise ValueError("components=0 is chosen in each fold by `Experiment.fit`: build with a fixed k")
+    d, m0 = {m: dims[m] for m in spec.modalities}, spec.modalities[0]
+    if spec.model == "vae": return VAE(d[m0], spec.latent_dim, modality=m0)
+    if spec.model == "gmvae": return MixtureVAE(d[m0], spec.components, spec.latent_dim, modality=m0)
+    if spec.model == "conv_vae": return ConvVAE(d[m0], spec.latent_dim, modality=m0)
+    if spec.private: return PrivateSharedVAE(d, spec.latent_dim, spec.private_dim, part=spec.part)
+    if spec.mixture: return MixtureMultiModalVAE(d, spec.components, spec.latent_dim, fusion=spec.fusion, subsample=spec.subsample)
     if spec.model == "mm_vae": return MultiModalVAE(d, spec.latent_dim, fusion=spec.fusion, subsample=spec.subsample)
     return CVAE(d, n_cond=n_cond, latent_dim=spec.latent_dim)
 
@@ -175,6 +204,14 @@ class Experiment:
         return MultiModalData({**d.arrays, "cond": C}, d.ids, {**d.masks, "cond": ok}), len(classes)
 
 # %% ../nbs/23_experiment.ipynb #6159731f
+from contextlib import nullcontext
+from .core import file_lock, seed_everything
+from .core import metric_rows
+from .cluster import internal_scores, n_clusters
+from .protocol import _external
+from .train import (_FIT_LOCK, _embed_groups, choose_components, component_probabilities, fit_embed, fit_key,
+                                load_fit, save_fit)
+
 def _present_ids(d: MultiModalData, ids) -> np.ndarray:
     keep = set(d.ids[d.present()])
     return np.array([i for i in ids if i in keep])
@@ -190,6 +227,53 @@ def _train_config(spec: ModelSpec, r: int) -> TrainConfig:
 def _build(spec: ModelSpec, n_cond: int, dims):
     return build_model(spec, dims, n_cond)
 
+def _fit_chosen_k(spec: ModelSpec, n_cond: int, data: MultiModalData, train_ids, valid_ids, embed_ids, cfg: TrainConfig,
+                  cache_dir=None) -> FitResult:
+    "The mixture prior of `spec` at the k `choose_components` keeps (silhouette of its own clustering of `valid_ids`), embedded; the sweep is its history."
+    make = lambda k: build_model(replace(spec, components=k), data.dims, n_cond)
+    train, valid = data.take(train_ids), data.take(valid_ids)
+    with _FIT_LOCK:
+        folder = None
+        if cache_dir is not None:                    # keyed by the first candidate's fit and the candidates
+            seed_everything(cfg.seed)
+            folder = Path(cache_dir) / f"k{fingerprint(fit_key(make(COMPONENT_RANGE[0]), data, train, valid, embed_ids, cfg), COMPONENT_RANGE, n=15)}"
+        with file_lock(folder.with_suffix(".lock")) if folder else nullcontext():
+            if folder and (folder / "done.json").exists():
+                return load_fit(folder, make(json.loads((folder / "history.json").read_text())["attrs"]["components"]), cfg.device)
+            k, model, sweep = choose_components(make, train, valid, COMPONENT_RANGE, cfg)
+            sweep.attrs["components"] = k
+            fit = FitResult(model, sweep, *_embed_groups(model, data, embed_ids))
+            if folder: save_fit(folder, fit)
+            return fit
+
+def _fit_task(task: Mapping[str, Any]) -> FitResult:
+    "One task of `_fit_all`: `_fit_chosen_k` when the task names its spec, else `fit_embed`."
+    return _fit_chosen_k(**task) if "spec" in task else fit_embed(**task)
+
+@dataclass
+class MixtureFit(FitResult):
+    "A fit of a mixture prior with its own clustering of every embedded group (the most probable component of each item)."
+    own: dict = field(default_factory=dict)
+
+def _with_own(fit: FitResult, data: MultiModalData) -> MixtureFit:
+    return MixtureFit(fit.model, fit.history, fit.Z, fit.ids,
+                      {g: component_probabilities(fit.model, data.take(list(i))).argmax(1) for g, i in fit.ids.items()})
+
+def _own_rows(Z, ids, assignment, ds, protocol: Protocol, keys: Mapping, exclude=()) -> list[dict]:
+    "Rows of a mixture prior's own clustering, scored like a clustering of the protocol: algorithm `posterior`, k rule `model`, k = components used."
+    labels = [l for l in protocol.labels_for(ds) if l not in set(exclude)]
+    y, lab = label_frame(ds, ids, labels), np.asarray(assignment)
+    ck = {**keys, "subset": "", "algorithm": "posterior", "k_rule": "model", "k": n_clusters(lab)}
+    rows = metric_rows(internal_scores(np.asarray(Z, np.float64), lab), **ck, label="")
+    for l in labels:
+        if y[l].nunique() >= 2: rows += metric_rows(_external(y[l], lab), **ck, label=l)
+    return rows
+
+def _part_of(fit: FitResult, spec: ModelSpec) -> FitResult:
+    "The embedding `spec` scores of a private-latent model fitted with `part='all'` (its shared code is the first `latent_dim` columns)."
+    if not (spec.private and spec.part == "shared"): return fit
+    return FitResult(fit.model, fit.history, {g: Z[:, :spec.latent_dim] for g, Z in fit.Z.items()}, fit.ids)
+
 def _fit_all(ex: Experiment, specs: Sequence[ModelSpec]) -> dict:
     out, tasks, keys = {}, [], []
     for r in range(ex.folds):
@@ -199,14 +283,22 @@ def _fit_all(ex: Experiment, specs: Sequence[ModelSpec]) -> dict:
             split = {s: _present_ids(d, ids[s]) for s in ("train", "stop", *ex.embed_splits)}
             embed_ids = {s: split[s] for s in ex.embed_splits}
             if spec.model in ("features", "metadata"): out[spec, r] = _fit_features(d, embed_ids); continue
-            # a factory, so the weights are drawn after the trainer seeds (same seed, same model)
-            model = PCAEmbedder(spec.latent_dim, random_state=r) if spec.model == "pca" else partial(_build, spec, n_cond)
+            fitted = replace(spec, part="all") if spec.private else spec       # one fit of a private model serves both parts
+            if (fitted, r) in keys: continue
             # early stopping reads the fold's `stop` items, never the `valid` items that choose between configurations
-            tasks.append(dict(model=model, data=d, train_ids=split["train"], valid_ids=split["stop"],
-                              embed_ids=embed_ids, cfg=_train_config(spec, r)))
-            keys.append((spec, r))
-    fits = fit_embed_many(tasks, n_jobs=ex.n_jobs, scheduler=ex.scheduler, cache_dir=ex.cache_dir) if tasks else []
-    out.update(zip(keys, fits))
+            task = dict(data=d, train_ids=split["train"], valid_ids=split["stop"], embed_ids=embed_ids,
+                        cfg=_train_config(spec, r), cache_dir=ex.cache_dir)
+            if fitted.has_mixture and not fitted.components: task.update(spec=fitted, n_cond=n_cond)   # k chosen on `stop`
+            # else a factory, so the weights are drawn after the trainer seeds (same seed, same model)
+            else: task["model"] = PCAEmbedder(spec.latent_dim, random_state=r) if spec.model == "pca" else partial(_build, fitted, n_cond)
+            tasks.append(task); keys.append((fitted, r))
+    fits = parallel_map(_fit_task, tasks, n_jobs=ex.n_jobs, scheduler=ex.scheduler, desc="fits")
+    done = dict(zip(keys, fits))
+    for (s, r), fit in done.items():                                     # a mixture prior's own clustering, scored beside the protocol's
+        if s.has_mixture: done[s, r] = _with_own(fit, ex.inputs(s, r)[0])
+    for r in range(ex.folds):
+        for s in specs:
+            if (s, r) not in out: out[s, r] = _part_of(done[replace(s, part="all") if s.private else s, r], s)
     return {(s, r): out[s, r] for r in range(ex.folds) for s in specs}
 
 Experiment.fit = _fit_all
@@ -250,6 +342,9 @@ def _score_one(job) -> tuple[list, list]:
         k.pop("notebook", None)                    # the same embedding scored by two notebooks is scored once
         rs, found = _scored(fit.Z[split], fit.ids[split], ex_ds, protocol, k, r, exclude, cache_dir)
         rows += [{**x, "notebook": keys["notebook"]} for x in rs]
+        own = getattr(fit, "own", {}).get(split)                           # a mixture prior's own clustering (`MixtureFit`)
+        if own is not None and len(own) >= protocol.min_items:
+            rows += [{**x, "notebook": keys["notebook"]} for x in _own_rows(fit.Z[split], fit.ids[split], own, ex_ds, protocol, k, exclude)]
         if split == "test":
             assigns += [_assignment(keys, r, split, c["k"], fit.ids[split], c["assignment"])
                         for c in found if c["algorithm"] == "kmeans" and c["k_rule"] == "n_classes"]

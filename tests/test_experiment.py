@@ -72,3 +72,56 @@ def test_a_second_run_reuses_the_cached_fits(tmp_path, monkeypatch):
     b, _ = again.score(again.fit(SPECS), P)                           # every trained spec comes from the cache
     keys = [c for c in a.columns if c != "value"]
     pd.testing.assert_frame_equal(a.sort_values(keys).reset_index(drop=True), b.sort_values(keys).reset_index(drop=True))
+
+
+NEW = [ModelSpec("mm_vae", ("audio", "midi"), fusion="private", part="shared", latent_dim=3, private_dim=2, epochs=3, patience=3),
+       ModelSpec("mm_vae", ("audio", "midi"), fusion="private", part="all", latent_dim=3, private_dim=2, epochs=3, patience=3),
+       ModelSpec("mm_vae", ("audio", "midi"), fusion="poe", subsample=True, mixture=True, components=3, latent_dim=3,
+                 epochs=3, patience=3)]
+
+
+def test_a_private_latent_model_is_fitted_once_and_scored_on_each_part():
+    ex = toy()
+    fits = ex.fit(NEW[:2])
+    for r in (0, 1):
+        sh, al = fits[NEW[0], r], fits[NEW[1], r]
+        assert sh.model is al.model                                   # one fit per fold serves both parts
+        assert al.Z["test"].shape[1] == 3 + 2 * 2                     # shared code, then a private code per view
+        np.testing.assert_array_equal(sh.Z["test"], al.Z["test"][:, :3])
+    rows, _ = ex.score(fits, P)
+    assert {s.keys(ex.views)["config"] for s in NEW[:2]} <= set(rows.config)
+    assert set(rows[rows.fusion == "private"].config) == {s.keys(ex.views)["config"] for s in NEW[:2]}
+
+
+def test_the_mixture_prior_models_are_built_and_scored_like_every_model():
+    ex = toy()
+    fits_specs = NEW[2:] + [ModelSpec("gmvae", ("audio",), components=3, latent_dim=3, epochs=3, patience=3)]
+    fits = ex.fit(fits_specs)
+    assert type(fits[NEW[2], 0].model).__name__ == "MixtureMultiModalVAE" and fits[NEW[2], 0].model.n_components == 3
+    rows, _ = ex.score(fits, P)
+    assert set(rows[rows.config.isin([s.keys(ex.views)["config"] for s in fits_specs])].model) == {"gmvae"}   # the table names the mixture prior
+    ami = rows[(rows.metric == "ami") & (rows.split == "test") & (rows.label == "style")]
+    assert ami.groupby("config").value.count().loc[[s.keys(ex.views)["config"] for s in fits_specs]].min() >= 2   # every fold scored
+    own = rows[rows.algorithm == "posterior"]                        # each model's own clustering, beside the protocol's
+    assert set(own.k_rule) == {"model"} and set(own.model) == {"gmvae"} and set(own.split) == set(rows[rows.algorithm == "kmeans"].split)
+    assert set(own.label) == {"", "style"} and (own.k.astype(int) <= 3).all()
+    f = fits[NEW[2], 0]
+    assert len(f.own["test"]) == len(f.ids["test"]) and set(f.own["test"]) <= {0, 1, 2}
+    assert not len(rows[(rows.algorithm == "posterior") & (rows.model != "gmvae")])
+
+
+def test_a_chosen_k_reads_no_label_and_is_cached(tmp_path, monkeypatch):
+    import music_vae_nb.experiment as E, music_vae_nb.train as T
+    monkeypatch.setattr(E, "COMPONENT_RANGE", (2, 3))
+    spec = ModelSpec("gmvae", ("audio",), latent_dim=3, epochs=3, patience=3)     # components=0: chosen per fold
+    first = toy(); first.cache_dir = tmp_path
+    fits = first.fit([spec])
+    for r in (0, 1):
+        h = fits[spec, r].history
+        assert list(h.k) == [2, 3] and h.attrs["components"] in (2, 3)
+        assert fits[spec, r].model.n_components == h.attrs["components"]
+    monkeypatch.setattr(T, "fit_model", lambda *a, **k: (_ for _ in ()).throw(AssertionError("trained again")))
+    again = toy(); again.cache_dir = tmp_path
+    fits2 = again.fit([spec])
+    np.testing.assert_array_equal(fits2[spec, 1].Z["test"], fits[spec, 1].Z["test"])
+    assert fits2[spec, 1].model.n_components == fits[spec, 1].model.n_components
