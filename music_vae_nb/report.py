@@ -20,12 +20,12 @@ __all__ = ['CONFIG_KEYS', 'FOLD_KEYS', 'BASELINES', 'BASELINE_KEYS', 'FIXED_K_RU
            'SUMMARY_COLUMNS', 'SELECT_BY', 'CHOICE_COLUMNS', 'SCORES', 'MODEL_NAMES', 'FUSION_NAMES', 'ALGORITHM_NAMES',
            'FAMILIES', 'GENERIC', 'FINDING_COLUMNS', 'key_text', 'tidy', 'synthetic_metrics', 't_interval',
            'fold_ratio', 'corrected_t_interval', 'corrected_t_pvalue', 'holm', 'dedupe', 'clip_interval', 'summarise',
-           'match', 'fold_choices', 'selection_summary', 'select_on_valid', 'verdict', 'paired_choices',
-           'paired_difference', 'group_bootstrap', 'fold_stability', 'is_fused', 'describe', 'family', 'fmt_interval',
-           'selection_table', 'finding_table', 'findings', 'label_confounds', 'scores_within', 'within_choice_table',
-           'within_sentences', 'best_per', 'chosen_values', 'headline_table', 'family_table', 'interval_table',
-           'png_bytes', 'table_html', 'make_report_html', 'abstract', 'standard_sections', 'representation_table',
-           'comparison_sentence', 'beta_table', 'suite_table']
+           'match', 'fold_choices', 'selection_summary', 'select_on_valid', 'chosen_or_first', 'verdict',
+           'paired_choices', 'paired_difference', 'group_bootstrap', 'fold_stability', 'is_fused', 'describe', 'family',
+           'fmt_interval', 'selection_table', 'finding_table', 'findings', 'label_confounds', 'scores_within',
+           'within_choice_table', 'within_sentences', 'best_per', 'chosen_values', 'headline_table', 'family_table',
+           'interval_table', 'png_bytes', 'table_html', 'make_report_html', 'abstract', 'standard_sections',
+           'representation_table', 'comparison_sentence', 'beta_table', 'suite_table']
 
 # %% ../nbs/22_report.ipynb #d42ac534
 CONFIG_KEYS = ["dataset", "notebook", "config", "model", "modalities", "features", "fusion", "beta", "latent_dim",
@@ -236,6 +236,14 @@ def select_on_valid(df: pd.DataFrame, label: str, metric: str = "ami", candidate
                     subset: str = "", valid: str = "valid", test: str = "test") -> pd.DataFrame:
     "Two rows: the fold-wise choice on `valid` (selection 'valid', summarised over folds) and the best on mean `test` ('oracle (test)')."
     return _select(dedupe(df), label, metric, candidates, subset, valid, test)
+
+def chosen_or_first(df: pd.DataFrame, label: str, configs: Sequence[str], metric: str = "ami") -> pd.Series:
+    "The `select_on_valid` row among the config ids `configs` (its most chosen configuration); when no fold's valid items could score `label` (a tiny collection), a row naming the first of `configs`, selection 'none (first)', NaN scores."
+    sel = select_on_valid(df, label, metric, {"config": list(configs)})
+    if len(sel): return sel.iloc[0]
+    return pd.Series({"selection": "none (first)", **{c: "" for c in SELECT_BY}, "config": list(configs)[0], "k": "",
+                      "valid_mean": np.nan, "test_mean": np.nan, "test_lo": np.nan, "test_hi": np.nan, "n": 0,
+                      "drop": np.nan, "budget": np.nan, "choices": 0, "label": label, "metric": metric})
 
 def _select(d: pd.DataFrame, label: str, metric: str = "ami", candidates: Mapping | None = None,
             subset: str = "", valid: str = "valid", test: str = "test") -> pd.DataFrame:
