@@ -238,7 +238,7 @@ def select_on_valid(df: pd.DataFrame, label: str, metric: str = "ami", candidate
     return _select(dedupe(df), label, metric, candidates, subset, valid, test)
 
 def chosen_or_first(df: pd.DataFrame, label: str, configs: Sequence[str], metric: str = "ami") -> pd.Series:
-    "The `select_on_valid` row among the config ids `configs` (its most chosen configuration); when no fold's valid items could score `label` (a tiny collection), a row naming the first of `configs`, selection 'none (first)', NaN scores."
+    "The `select_on_valid` row among the config ids `configs` (its most chosen configuration); when no fold's valid items could score `label` (a tiny dataset), a row naming the first of `configs`, selection 'none (first)', NaN scores."
     sel = select_on_valid(df, label, metric, {"config": list(configs)})
     if len(sel): return sel.iloc[0]
     return pd.Series({"selection": "none (first)", **{c: "" for c in SELECT_BY}, "config": list(configs)[0], "k": "",
@@ -690,11 +690,11 @@ def abstract(d: pd.DataFrame, labels: Sequence[str], primary_label: str, F: pd.D
         out.append(f"For {l}, {top} score highest ({M} {f.test[top]:.2f} {f.interval[top]})"
                    + (f", against {floor:.2f} for one metadata column" if np.isfinite(floor) and top != "metadata floor" else "")
                    + (" (an analysis label, outside the findings)" if l in analysis_labels else "") + ".")
-    t = F[F.question != "stability"]
+    t = F[(F.question != "stability") & F.p_holm.notna()]           # comparisons with a p-value (two folds or more)
     if len(t):
         n = t.verdict.value_counts()
-        out.append(f"Of {len(t)} Holm-adjusted comparisons, {n.get('better', 0)} are better, {n.get('worse', 0)} worse and "
-                   f"{n.get('not distinguishable', 0)} not distinguishable.")
+        out.append(f"Of {len(t)} Holm-adjusted comparisons, {n.get('better', 0)} found the first representation better, "
+                   f"{n.get('worse', 0)} worse and {n.get('not distinguishable', 0)} not distinguishable.")
         fu = t[(t.label == primary_label) & (t.question == "fusion")]
         if len(fu): out.append(f"For {primary_label}, the best fused model against the best single view: {fu.verdict.iloc[0]} "
                                f"({fu['diff'].iloc[0]:+.2f} {fmt_interval(fu.lo.iloc[0], fu.hi.iloc[0], True, 2)}).")
