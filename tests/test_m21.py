@@ -88,13 +88,19 @@ def test_full_corpus_has_no_leak_for_any_seed():
     assert all(len(l) > 0 for l in naive)                       # one group per work would leak
 
 
+def clip_midi(ds, i, r):
+    "The clip MIDI of item `i` (manifest row `r`), after checking it declares the score's time signature at 0 and its tempo."
+    pm = pretty_midi.PrettyMIDI(str(ds.midi_file(i)))
+    ts = pm.time_signature_changes[0]
+    assert (ts.time, f"{ts.numerator}/{ts.denominator}") == (0.0, r.time_signature), i
+    assert abs(pm.get_tempo_changes()[1][0] - float(r.tempo_qpm)) < 1e-3
+    return pm
+
+
 def test_clip_midi_declares_score_signatures(quick):
     m = quick.manifest
     for i, r in m.iterrows():
-        pm = pretty_midi.PrettyMIDI(str(quick.midi_file(i)))
-        ts = pm.time_signature_changes[0]
-        assert (ts.time, f"{ts.numerator}/{ts.denominator}") == (0.0, r.time_signature), i
-        assert abs(pm.get_tempo_changes()[1][0] - float(r.tempo_qpm)) < 1e-3
+        pm = clip_midi(quick, i, r)
         if r.collection == "bach":                                 # the encoded key is the declared key
             assert m21.key_number(*_sharps_mode(r.key)) == pm.key_signature_changes[0].key_number, (i, r.key)
     assert {"3/4", "4/4"} <= set(m.time_signature)
@@ -298,10 +304,7 @@ def test_panel_groups_never_split(panel):
 def test_panel_clip_midi_declares_time_signature_tempo_and_one_program(panel):
     m = panel.manifest
     for i, r in m.iterrows():
-        pm = pretty_midi.PrettyMIDI(str(panel.midi_file(i)))
-        ts = pm.time_signature_changes[0]
-        assert (ts.time, f"{ts.numerator}/{ts.denominator}") == (0.0, r.time_signature), i
-        assert abs(pm.get_tempo_changes()[1][0] - float(r.tempo_qpm)) < 1e-3
+        pm = clip_midi(panel, i, r)
         if float(r.start_s) == 0: assert abs(float(r.tempo_qpm) - float(r.tempo_bpm) * m21.beat_quarters(r.time_signature)) < 1e-2
         assert {inst.program for inst in pm.instruments} == {int(r.program)}
         assert m21.meter_class(r.time_signature) == r.meter_class

@@ -1,28 +1,17 @@
 "The README's table of notebooks and modules says what the code does: each module's owner and its real imports."
-import ast, re
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PKG = ROOT / "music_vae_nb"
 
 
-def module_imports(path: Path) -> set[str]:
-    "The project modules `path` imports with `from .x import` / `from music_vae_nb.x import` (top level or in functions)."
-    out = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.ImportFrom):
-            mod = node.module or ""
-            if node.level == 1: out |= {mod.split(".")[0]} if mod else {a.name for a in node.names}
-            elif mod == "music_vae_nb": out |= {a.name for a in node.names}
-            elif mod.startswith("music_vae_nb."): out.add(mod.split(".")[1])
-        elif isinstance(node, ast.Import):
-            out |= {a.name.split(".")[1] for a in node.names if a.name.startswith("music_vae_nb.")}
-    return out - {path.stem}
+from test_layers import imports as module_imports        # one reader of a module's project imports, shared with the layer test
 
 
 def real_imports() -> dict[str, set[str]]:
     mods = {p.stem: p for p in PKG.glob("*.py") if not p.stem.startswith("_")}
-    return {m: module_imports(p) & set(mods) for m, p in mods.items()}
+    return {m: (module_imports(p) & set(mods)) - {m} for m, p in mods.items()}
 
 
 def readme_table(text: str) -> dict[str, tuple[str, set[str]]]:
